@@ -1,0 +1,64 @@
+"""``create_app()``: wiring only."""
+
+from __future__ import annotations
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from backend.auth import TokenVerifier, owner_guard
+from backend.cli import TasksCLIPlugin
+from backend.db import database_plugin
+from backend.errors import exception_handlers
+from backend.health import health, ready
+from backend.settings import ConfigError, Settings, load_settings
+from backend.tasks.controller import TaskController
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Tasks API",
+        version="1.0.0",
+        description="Each signed-in user's tasks, and nobody else's. Every `/api/{user_id}/...` call needs "
+        "`Authorization: Bearer <JWT>` whose subject is `{user_id}`. Errors are `application/problem+json`.",
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
+                    description="A Better Auth JWT (from `/api/auth/token`) or an HS256 token signed with "
+                    "JWT_SECRET (`litestar tasks token <user_id>`).",
+                )
+            }
+        ),
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the application; without ``settings`` they are loaded from the environment."""
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            raise SystemExit(f"Tasks API configuration error: {exc}") from None
+    verifier = TokenVerifier(settings)
+    api = Router(path="/", guards=[owner_guard(verifier)], route_handlers=[TaskController])
+    return Litestar(
+        route_handlers=[api, health, ready],
+        plugins=[database_plugin(settings), TasksCLIPlugin(settings)],
+        exception_handlers=exception_handlers,
+        openapi_config=_openapi(),
+        cors_config=CORSConfig(allow_origins=list(settings.cors_allow_origins))
+        if settings.cors_allow_origins
+        else None,
+        request_max_body_size=MAX_BODY_BYTES,
+        on_shutdown=[verifier.aclose],
+        debug=False,
+    )

@@ -1,0 +1,201 @@
+"""Bearer-token verification (JWKS and/or a shared HMAC secret) and the guard that checks ``{user_id}``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import jwt
+from jwt.types import Options
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+from backend.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+USER_ID_MAX = 255
+
+
+class InvalidToken(Exception):
+    """The token cannot be trusted; the message is safe to show to the client."""
+
+
+class JWKSCache:
+    """Public keys from a JWKS URL, by ``kid``.
+
+    An unknown ``kid`` triggers a re-fetch at most once per ``min_refresh`` seconds, so a flood of
+    made-up ``kid``s costs the auth server one request per interval while a rotated key is picked up
+    within seconds. Keys are also refreshed in the background once they are ``max_age`` old, so a key
+    removed from the set stops working without anyone sending an unknown ``kid``.
+    """
+
+    def __init__(self, url: str, *, timeout: float, min_refresh: float, max_age: float = 300.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.min_refresh = min_refresh
+        self.max_age = max_age
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self._client: httpx.AsyncClient | None = None
+        self._background: asyncio.Task[None] | None = None
+
+    async def get(self, kid: str | None) -> jwt.PyJWK | None:
+        now = time.monotonic()
+        if now - self._fetched_at > self.max_age and self._keys and self._background is None:
+            self._background = asyncio.create_task(self._refresh_in_background())
+        key = self._lookup(kid)
+        if key is None and now - self._attempted_at >= self.min_refresh:
+            await self._refresh()
+            key = self._lookup(kid)
+        return key
+
+    def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None:
+            # Without a kid, only an unambiguous single-key set can be used.
+            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+        return self._keys.get(kid)
+
+    async def _refresh_in_background(self) -> None:
+        try:
+            await self._refresh()
+        finally:
+            self._background = None
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            # Whoever waited for the lock behind a fetch reuses its result.
+            if time.monotonic() - self._attempted_at < self.min_refresh:
+                return
+            self._attempted_at = time.monotonic()
+            try:
+                if self._client is None:
+                    self._client = httpx.AsyncClient(timeout=self.timeout)
+                response = await self._client.get(self.url)
+                response.raise_for_status()
+                keys: dict[str, jwt.PyJWK] = {}
+                for jwk in response.json().get("keys", []):
+                    try:
+                        key = jwt.PyJWK(jwk)
+                    except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError, ValueError):
+                        continue  # a key type we cannot use; the others still work
+                    keys[str(jwk.get("kid", ""))] = key
+            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                logger.warning("JWKS fetch from %s failed: %s", self.url, exc)
+                return
+            self._keys = keys
+            self._fetched_at = time.monotonic()
+
+    async def aclose(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+
+
+class TokenVerifier:
+    """Turns a bearer token into a user id, or raises :class:`InvalidToken`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jwks = (
+            JWKSCache(
+                settings.jwt_jwks_url,
+                timeout=settings.jwt_jwks_timeout_seconds,
+                min_refresh=settings.jwt_jwks_min_refresh_seconds,
+            )
+            if settings.jwt_jwks_url
+            else None
+        )
+        self._hmac = frozenset(settings.hmac_algorithms) if settings.jwt_secret else frozenset()
+        self._asymmetric = frozenset(settings.jwks_algorithms) if self.jwks else frozenset()
+        self._options: Options = {"require": ["exp"], "verify_aud": settings.jwt_audience is not None}
+
+    async def verify(self, token: str) -> str:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str):
+            raise InvalidToken("malformed token")
+        key: Any
+        # The header's alg picks the key *kind*; an HMAC alg never reaches a JWKS public key.
+        if alg in self._hmac:
+            key = self.settings.jwt_secret
+        elif alg in self._asymmetric and self.jwks is not None:
+            kid = header.get("kid")
+            key = await self.jwks.get(kid if isinstance(kid, str) else None)
+            if key is None:
+                raise InvalidToken("unknown signing key")
+            if key.algorithm_name != alg:
+                raise InvalidToken("algorithm does not match the signing key")
+        else:
+            raise InvalidToken("algorithm not allowed")
+        claims = self._decode(token, key, alg)
+        user = claims.get(self.settings.jwt_user_claim)
+        if not isinstance(user, str) or not 1 <= len(user) <= USER_ID_MAX:
+            raise InvalidToken(f"token has no usable '{self.settings.jwt_user_claim}' claim")
+        return user
+
+    def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
+        s = self.settings
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=s.jwt_audience,
+                issuer=s.jwt_issuer,
+                leeway=s.jwt_leeway_seconds,
+                options=self._options,
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidToken("token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("token audience is not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("token issuer is not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"token lacks the '{exc.claim}' claim") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("token signature is invalid") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("token is invalid") from None
+
+    async def aclose(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.aclose()
+
+
+def _unauthorized(detail: str, *, token_sent: bool) -> NotAuthorizedException:
+    challenge = f'Bearer error="invalid_token", error_description="{detail}"' if token_sent else "Bearer"
+    return NotAuthorizedException(detail=detail, headers={"WWW-Authenticate": challenge})
+
+
+def owner_guard(verifier: TokenVerifier) -> Guard:
+    """A guard: a valid bearer token whose user is the path's ``{user_id}``, before any other work."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise _unauthorized("missing bearer token", token_sent=bool(scheme))
+        try:
+            user = await verifier.verify(token)
+        except InvalidToken as exc:
+            raise _unauthorized(str(exc), token_sent=True) from None
+        connection.state.user_id = user
+        if connection.path_params.get("user_id") != user:
+            raise PermissionDeniedException(detail="the path's user id is not the token's subject")
+
+    return guard

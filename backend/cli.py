@@ -1,0 +1,57 @@
+"""``litestar tasks ...``: developer commands."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import click
+import jwt
+from litestar.plugins import CLIPluginProtocol
+
+from backend.settings import Settings
+
+_TTL = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(value: str) -> int:
+    match = _TTL.match(value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter("use a positive number with an optional unit: 90, 15m, 1h, 7d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def mint_token(settings: Settings, user_id: str, ttl_seconds: int) -> str:
+    """An HS256 token the API accepts, signed with ``JWT_SECRET`` (development and curl only)."""
+    if not settings.jwt_secret:
+        raise click.ClickException("JWT_SECRET is not set: only HMAC tokens can be minted locally")
+    now = int(time.time())
+    claims: dict[str, Any] = {settings.jwt_user_claim: user_id, "iat": now, "exp": now + ttl_seconds}
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    algorithm = settings.hmac_algorithms[0] if settings.hmac_algorithms else "HS256"
+    return jwt.encode(claims, settings.jwt_secret, algorithm=algorithm)
+
+
+class TasksCLIPlugin(CLIPluginProtocol):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def on_cli_init(self, cli: click.Group) -> None:
+        settings = self.settings
+
+        @cli.group(name="tasks", help="Tasks API developer commands.")
+        def tasks() -> None:
+            pass
+
+        @tasks.command(name="token", help="Print a signed development token for USER_ID.")
+        @click.argument("user_id")
+        @click.option("--ttl", default="1h", show_default=True, help="Lifetime: 90, 15m, 1h, 7d.")
+        def token(user_id: str, ttl: str) -> None:
+            if not 1 <= len(user_id) <= 255:
+                raise click.BadParameter("USER_ID must be 1-255 characters")
+            click.echo(mint_token(settings, user_id, parse_ttl(ttl)))

@@ -1,0 +1,45 @@
+"""Database wiring: Advanced Alchemy's config (engine, pool, sessions, migrations)."""
+
+from __future__ import annotations
+
+from advanced_alchemy.extensions.litestar import (
+    AlembicAsyncConfig,
+    AsyncSessionConfig,
+    EngineConfig,
+    SQLAlchemyAsyncConfig,
+    SQLAlchemyPlugin,
+)
+
+from backend.settings import PROJECT_ROOT, Settings
+
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+
+def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
+    """One engine and pool per worker; sessions are per request (the plugin closes them)."""
+    return SQLAlchemyAsyncConfig(
+        connection_string=settings.database_url,
+        engine_config=EngineConfig(
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            # Bounded wait for a connection: past it the request gets a 503, never a hang.
+            pool_timeout=settings.database_pool_timeout,  # type: ignore[arg-type]
+            pool_pre_ping=True,
+            echo=settings.database_echo,
+            # asyncpg's own connect timeout, so an unreachable server fails fast too.
+            connect_args={"timeout": settings.database_pool_timeout},
+        ),
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        # Writes commit inside the service, before the response is built: a 2xx is durable.
+        before_send_handler=None,
+        set_default_exception_handler=False,
+        create_all=False,
+        alembic_config=AlembicAsyncConfig(
+            script_location=str(MIGRATIONS_DIR),
+            version_table_name="alembic_version",
+        ),
+    )
+
+
+def database_plugin(settings: Settings) -> SQLAlchemyPlugin:
+    return SQLAlchemyPlugin(config=database_config(settings))

@@ -1,0 +1,1 @@
+"""The one domain: a user's tasks."""

@@ -1,0 +1,241 @@
+"""HTTP handlers for ``/api/{user_id}/tasks``: one service call and one conversion each.
+
+The owner guard (``backend.auth``) has already checked that ``{user_id}`` is the token's subject.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.di import Provide
+from litestar.exceptions import ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
+from msgspec import Meta
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.body import StrictBody
+from backend.errors import problem_responses
+from backend.tasks.etags import etag, matches_current, parse_if_match
+from backend.tasks.models import Priority
+from backend.tasks.paging import page_headers
+from backend.tasks.schemas import (
+    CompletedBody,
+    DeletedCount,
+    TaskCreate,
+    TaskRead,
+    TaskStats,
+    TaskUpdate,
+    UpdatedCount,
+)
+from backend.tasks.service import TaskFilter, TaskService
+
+SortKey = Literal[
+    "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
+    "priority", "-priority", "title", "-title",
+]  # fmt: skip
+AwareDatetime = Annotated[datetime, Meta(tz=True)]
+TaskId = Annotated[str, Parameter(description="The task's id (a UUID; anything else is a 404).")]
+IfMatch = Annotated[
+    str | None,
+    Parameter(
+        header="If-Match",
+        description='Apply only if the task\'s ETag is one of these (e.g. `"3"`), else 412.',
+    ),
+]
+_ETAG_HEADER = {"ETag": 'The task\'s version, quoted: `"<version>"`.'}
+
+
+def provide_tasks(db_session: AsyncSession) -> TaskService:
+    return TaskService(session=db_session)
+
+
+def _task(task: TaskRead, status_code: int = HTTP_200_OK, location: str | None = None) -> Response[TaskRead]:
+    headers = {"ETag": etag(task.version)}
+    if location:
+        headers["Location"] = location
+    return Response(task, status_code=status_code, headers=headers)
+
+
+class TaskController(Controller):
+    path = "/api/{user_id:str}/tasks"
+    tags = ["tasks"]
+    security = [{"BearerAuth": []}]
+    dependencies = {"tasks": Provide(provide_tasks, sync_to_thread=False)}
+    return_dto = None
+
+    @get(
+        "/",
+        summary="List the caller's tasks",
+        description="Filtered, sorted and paged. `X-Total-Count` counts the whole filter; `Link` has "
+        "`first`, `prev`, `next` and `last` (RFC 8288) keeping the filters. `due_after` is inclusive, "
+        "`due_before` exclusive. Unknown values and out-of-range numbers are a 400.",
+        responses=problem_responses(400, 401, 403),
+        response_headers=[],
+    )
+    async def list_tasks(
+        self,
+        request: Request[Any, Any, Any],
+        tasks: TaskService,
+        user_id: str,
+        completed: bool | None = None,
+        status: Literal["all", "active", "completed"] | None = None,
+        priority: Priority | None = None,
+        tag: Annotated[str | None, Parameter(min_length=1, max_length=30)] = None,
+        q: Annotated[str | None, Parameter(min_length=1, max_length=255)] = None,
+        due_before: AwareDatetime | None = None,
+        due_after: AwareDatetime | None = None,
+        sort: SortKey = "-created_at",
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 100,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> Response[list[TaskRead]]:
+        f = TaskFilter(
+            completed=_completed_filter(completed, status),
+            priority=priority,
+            tag=tag.strip().lower() if tag else None,
+            q=q,
+            due_before=due_before,
+            due_after=due_after,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+        items, total = await tasks.list_tasks(user_id, f)
+        return Response(items, headers=page_headers(request, total=total, limit=limit, offset=offset))
+
+    @post(
+        "/",
+        summary="Create a task",
+        dto=StrictBody[TaskCreate],
+        status_code=HTTP_201_CREATED,
+        responses=problem_responses(400, 401, 403),
+        response_description="The new task; `Location` is its URL and `ETag` its version.",
+    )
+    async def create_task(self, tasks: TaskService, user_id: str, data: TaskCreate) -> Response[TaskRead]:
+        task = await tasks.add_task(user_id, data)
+        return _task(task, HTTP_201_CREATED, f"/api/{quote(user_id, safe='')}/tasks/{task.id}")
+
+    @get(
+        "/stats",
+        summary="Count the caller's tasks",
+        description="`overdue`: not completed and `due_at` in the past.",
+        responses=problem_responses(401, 403),
+    )
+    async def stats(self, tasks: TaskService, user_id: str) -> TaskStats:
+        return await tasks.stats(user_id)
+
+    @post(
+        "/complete-all",
+        summary="Set `completed` on every task of the caller",
+        dto=StrictBody[CompletedBody],
+        status_code=HTTP_200_OK,
+        responses=problem_responses(400, 401, 403),
+    )
+    async def complete_all(self, tasks: TaskService, user_id: str, data: CompletedBody) -> UpdatedCount:
+        return UpdatedCount(updated=await tasks.complete_all(user_id, data.completed))
+
+    @delete(
+        "/",
+        summary="Delete the caller's completed tasks (clear completed)",
+        description="Requires `completed=true`; anything else is a 400, never a wipe.",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(400, 401, 403),
+    )
+    async def clear_completed(
+        self,
+        tasks: TaskService,
+        user_id: str,
+        completed: Annotated[Literal["true"] | None, Parameter(description="Must be `true`.")] = None,
+    ) -> DeletedCount:
+        if completed is None:
+            raise ValidationException(
+                detail="DELETE on the task list needs completed=true (only completed tasks are cleared)",
+                extra=[{"field": "completed", "message": "must be true"}],
+            )
+        return DeletedCount(deleted=await tasks.delete_completed(user_id))
+
+    @get(
+        "/{task_id:str}",
+        summary="Get one task",
+        description="`If-None-Match` with its current ETag gives 304 and no body.",
+        responses={**problem_responses(401, 403, 404), 304: ResponseSpec(None, description="Not modified")},
+        response_headers=[],
+    )
+    async def get_task(
+        self,
+        tasks: TaskService,
+        user_id: str,
+        task_id: TaskId,
+        if_none_match: Annotated[str | None, Parameter(header="If-None-Match")] = None,
+    ) -> Response[TaskRead]:
+        task = await tasks.get_task(user_id, task_id)
+        if if_none_match and matches_current(if_none_match, task.version):
+            return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": etag(task.version)})  # type: ignore[arg-type]
+        return _task(task)
+
+    @put(
+        "/{task_id:str}",
+        summary="Update the fields given",
+        description="A field left out stays as it is; `null` clears `description` or `due_at`; "
+        "an empty object changes nothing.",
+        dto=StrictBody[TaskUpdate],
+        responses=problem_responses(400, 401, 403, 404, 412),
+    )
+    async def put_task(
+        self, tasks: TaskService, user_id: str, task_id: TaskId, data: TaskUpdate, if_match: IfMatch = None
+    ) -> Response[TaskRead]:
+        return _task(await tasks.update_task(user_id, task_id, data.changes(), parse_if_match(if_match)))
+
+    @patch(
+        "/{task_id:str}",
+        summary="Update the fields given (same as PUT)",
+        dto=StrictBody[TaskUpdate],
+        responses=problem_responses(400, 401, 403, 404, 412),
+    )
+    async def patch_task(
+        self, tasks: TaskService, user_id: str, task_id: TaskId, data: TaskUpdate, if_match: IfMatch = None
+    ) -> Response[TaskRead]:
+        return _task(await tasks.update_task(user_id, task_id, data.changes(), parse_if_match(if_match)))
+
+    @delete(
+        "/{task_id:str}",
+        summary="Delete a task",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problem_responses(401, 403, 404, 412),
+    )
+    async def delete_task(
+        self, tasks: TaskService, user_id: str, task_id: TaskId, if_match: IfMatch = None
+    ) -> None:
+        await tasks.delete_task(user_id, task_id, parse_if_match(if_match))
+
+    @patch(
+        "/{task_id:str}/complete",
+        summary="Toggle `completed`, or set it",
+        description='No body: toggle atomically. Body `{"completed": true|false}`: set it.',
+        dto=StrictBody[CompletedBody],
+        responses=problem_responses(400, 401, 403, 404, 412),
+    )
+    async def complete_task(
+        self,
+        tasks: TaskService,
+        user_id: str,
+        task_id: TaskId,
+        data: CompletedBody | None = None,
+        if_match: IfMatch = None,
+    ) -> Response[TaskRead]:
+        completed = None if data is None else data.completed
+        return _task(await tasks.set_completed(user_id, task_id, completed, parse_if_match(if_match)))
+
+
+def _completed_filter(completed: bool | None, status: str | None) -> bool | None:
+    from_status = {"all": None, "active": False, "completed": True, None: None}[status]
+    if completed is not None and status not in (None, "all") and completed != from_status:
+        raise ValidationException(
+            detail="completed and status contradict each other",
+            extra=[{"field": "status", "message": "contradicts completed"}],
+        )
+    return completed if completed is not None else from_status

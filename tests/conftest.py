@@ -1,0 +1,113 @@
+"""Session fixtures: a throwaway PostgreSQL cluster, migrated with the real CLI, and the API as a real server.
+
+``TEST_DATABASE_URL`` (an admin URL) points the suite at an existing server instead; a fresh database is
+created there either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.devdb import asyncpg_url, start_cluster
+from tests.support import (
+    AUDIENCE,
+    ISSUER,
+    SECRET,
+    ApiServer,
+    JWKSServer,
+    KeySet,
+    Tokens,
+    create_database,
+    run_cli,
+    with_database,
+)
+
+
+@pytest.fixture(scope="session")
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+        return
+    server = start_cluster(Path(tmp_path_factory.mktemp("pg")) / "data", keep=False)
+    try:
+        yield asyncpg_url(server)
+    finally:
+        server.cleanup()
+
+
+def new_database(admin_url: str) -> str:
+    name = f"tasks_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(create_database(admin_url, name))
+    return with_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url: str) -> str:
+    url = new_database(admin_url)
+    run_cli("database", "upgrade", "--no-prompt", env={"DATABASE_URL": url, "JWT_SECRET": SECRET})
+    return url
+
+
+@pytest.fixture(scope="session")
+def keys() -> KeySet:
+    return KeySet()
+
+
+@pytest.fixture(scope="session")
+def jwks_server(keys: KeySet) -> Iterator[JWKSServer]:
+    server = JWKSServer(keys)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def tokens(keys: KeySet) -> Tokens:
+    return Tokens(keys)
+
+
+@pytest.fixture(scope="session")
+def api_env(database_url: str, jwks_server: JWKSServer) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "JWT_JWKS_URL": jwks_server.url,
+        "JWT_SECRET": SECRET,
+        "JWT_ALGORITHMS": "EdDSA,ES256,RS256,PS256,HS256",
+        "JWT_ISSUER": ISSUER,
+        "JWT_AUDIENCE": AUDIENCE,
+        "JWT_JWKS_MIN_REFRESH_SECONDS": "5",
+    }
+
+
+@pytest.fixture(scope="session")
+def api(api_env: dict[str, str]) -> Iterator[ApiServer]:
+    server = ApiServer(api_env).start()
+    yield server
+    log = server.stop()
+    # A 500 anywhere in the run is a bug even if no assertion saw it.
+    assert "unhandled error" not in log, log[-4000:]
+
+
+@pytest.fixture
+def user() -> str:
+    """A fresh user per test, so tests never see each other's tasks."""
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def client(api: ApiServer, tokens: Tokens, user: str) -> Iterator[httpx.Client]:
+    """Signed in as ``user`` (EdDSA via JWKS, like Better Auth), based at ``/api/{user}``."""
+    with httpx.Client(base_url=f"{api.url}/api/{user}", headers=tokens.headers(user), timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def anon(api: ApiServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api.url, timeout=30) as c:
+        yield c

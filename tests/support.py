@@ -1,0 +1,225 @@
+"""Real parts for the tests: a throwaway PostgreSQL, the API as a real server process, a JWKS endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+ISSUER = "http://auth.test"
+AUDIENCE = "http://auth.test"
+SECRET = "test-secret-that-is-at-least-32-bytes-long!"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def create_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` (works for socket URLs with ``?host=`` too)."""
+    base, sep, query = url.partition("?")
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{name}{sep}{query}"
+
+
+def run_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real ``litestar`` CLI from the repository root."""
+    full_env = {**os.environ, "LITESTAR_APP": "backend.app:create_app", **env}
+    return subprocess.run(  # noqa: S603 - fixed executable
+        [str(VENV_BIN / "litestar"), *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+@dataclass
+class ApiServer:
+    """The API served by uvicorn in a child process, exactly as ``litestar run`` would."""
+
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ApiServer:
+        env = {**os.environ, "LITESTAR_APP": "backend.app:create_app", **self.env}
+        self.process = subprocess.Popen(  # noqa: S603 - fixed executable
+            [str(VENV_BIN / "litestar"), "run", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"API server exited: {self.process.stdout.read() if self.process.stdout else ''}"
+                )
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("API server did not become healthy in 30 s")
+
+    def stop(self) -> str:
+        """Stop the server and return what it printed."""
+        if self.process is None:
+            return ""
+        self.process.terminate()
+        try:
+            out, _ = self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        return out or ""
+
+
+@contextmanager
+def api_server(env: dict[str, str]) -> Iterator[ApiServer]:
+    server = ApiServer(env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class KeySet:
+    """Signing keys for JWKS tokens, one per algorithm family, served as a JWKS document."""
+
+    def __init__(self) -> None:
+        self.private: dict[str, tuple[str, Any]] = {}  # kid -> (alg, private key)
+        self.published: list[str] = []
+        for alg in ("EdDSA", "ES256", "RS256", "PS256"):
+            self.add(alg)
+
+    def add(self, alg: str, kid: str | None = None) -> str:
+        kid = kid or f"{alg.lower()}-{uuid.uuid4().hex[:8]}"
+        key: Any
+        if alg == "EdDSA":
+            key = ed25519.Ed25519PrivateKey.generate()
+        elif alg.startswith("ES"):
+            key = ec.generate_private_key(ec.SECP256R1())
+        else:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.private[kid] = (alg, key)
+        self.published.append(kid)
+        return kid
+
+    def kid_for(self, alg: str) -> str:
+        return next(k for k in self.published if self.private[k][0] == alg)
+
+    def jwks(self) -> dict[str, Any]:
+        keys = []
+        for kid in self.published:
+            alg, key = self.private[kid]
+            keys.append({**_public_jwk(alg, key), "kid": kid})
+        return {"keys": keys}
+
+    def public_pem(self, kid: str) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        _, key = self.private[kid]
+        return bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+
+def _public_jwk(alg: str, key: Any) -> dict[str, Any]:
+    algorithm = jwt.get_algorithm_by_name(alg)
+    return {**json.loads(algorithm.to_jwk(key.public_key())), "alg": alg}
+
+
+class JWKSServer:
+    """A JWKS endpoint on loopback that counts its fetches (a stand-in for Better Auth's /api/auth/jwks)."""
+
+    def __init__(self, keys: KeySet) -> None:
+        self.keys = keys
+        self.fetches = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.fetches += 1
+                body = json.dumps(outer.keys.jwks()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/auth/jwks"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class Tokens:
+    """Mints tokens the test API accepts, and every kind it must refuse."""
+
+    keys: KeySet
+    secret: str = SECRET
+
+    def claims(self, sub: str | None, **extra: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 900}
+        if sub is not None:
+            claims["sub"] = sub
+        claims.update(extra)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def hs256(self, sub: str | None, **extra: Any) -> str:
+        return jwt.encode(self.claims(sub, **extra), self.secret, algorithm="HS256")
+
+    def jwks(self, sub: str, alg: str = "EdDSA", kid: str | None = None, **extra: Any) -> str:
+        kid = kid or self.keys.kid_for(alg)
+        key_alg, key = self.keys.private[kid]
+        return jwt.encode(self.claims(sub, **extra), key, algorithm=key_alg, headers={"kid": kid})
+
+    def headers(self, sub: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.jwks(sub)}"}
