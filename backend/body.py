@@ -12,7 +12,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 from litestar.dto import AbstractDTO, DTOConfig, DTOFieldDefinition
-from litestar.exceptions import ClientException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, ValidationException
+from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from litestar.typing import FieldDefinition
 
 T = TypeVar("T")
@@ -128,6 +129,11 @@ class StrictBody(AbstractDTO[T], Generic[T]):
 
     def decode_bytes(self, value: bytes) -> T:
         request = self.asgi_connection
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise HTTPException(
+                status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE, detail="Request bodies must be application/json"
+            )
         return decode_strict(value, self.model_type, str(request.scope.get("method", "")), request.url.path)
 
     def decode_builtins(self, value: dict[str, Any]) -> T:

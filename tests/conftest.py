@@ -111,3 +111,8 @@ def client(api: ApiServer, tokens: Tokens, user: str) -> Iterator[httpx.Client]:
 def anon(api: ApiServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api.url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture
+def api_url(api: ApiServer) -> str:
+    return api.url

@@ -216,7 +216,7 @@ class Tokens:
     def hs256(self, sub: str | None, **extra: Any) -> str:
         return jwt.encode(self.claims(sub, **extra), self.secret, algorithm="HS256")
 
-    def jwks(self, sub: str, alg: str = "EdDSA", kid: str | None = None, **extra: Any) -> str:
+    def jwks(self, sub: str | None, alg: str = "EdDSA", kid: str | None = None, **extra: Any) -> str:
         kid = kid or self.keys.kid_for(alg)
         key_alg, key = self.keys.private[kid]
         return jwt.encode(self.claims(sub, **extra), key, algorithm=key_alg, headers={"kid": kid})

@@ -1,0 +1,164 @@
+"""Bad input gets a clear 400 (or 413/415) problem document naming what is wrong, and changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.test_tasks_crud import create
+
+
+def errors_of(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == "about:blank"
+    assert body["title"] == "Bad Request"
+    assert body["status"] == 400
+    assert body["detail"]
+    return {e["field"]: e["message"] for e in body.get("errors", [])}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "title"),
+        ({"title": ""}, "title"),
+        ({"title": "   \t\n "}, "title"),
+        ({"title": "x" * 256}, "title"),
+        ({"title": "x" * 10_000}, "title"),
+        ({"title": None}, "title"),
+        ({"title": 5}, "title"),
+        ({"title": "a\u0000b"}, "title"),
+        ({"title": "ok", "description": "d" * 1001}, "description"),
+        ({"title": "ok", "description": "nul\u0000"}, "description"),
+        ({"title": "ok", "completed": "true"}, "completed"),
+        ({"title": "ok", "completed": 1}, "completed"),
+        ({"title": "ok", "priority": "urgent"}, "priority"),
+        ({"title": "ok", "priority": "HIGH"}, "priority"),
+        ({"title": "ok", "tags": "home"}, "tags"),
+        ({"title": "ok", "tags": [f"t{i}" for i in range(11)]}, "tags"),
+        ({"title": "ok", "tags": ["home", " HOME "]}, "tags"),
+        ({"title": "ok", "tags": ["  "]}, "tags[0]"),
+        ({"title": "ok", "tags": ["x" * 31]}, "tags[0]"),
+        ({"title": "ok", "tags": [1]}, "tags[0]"),
+        ({"title": "ok", "due_at": "2026-12-01T10:00:00"}, "due_at"),
+        ({"title": "ok", "due_at": "tomorrow"}, "due_at"),
+        ({"title": "ok", "due_at": 1764583200}, "due_at"),
+        ({"title": "ok", "id": "0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21"}, "id"),
+        ({"title": "ok", "user_id": "someone"}, "user_id"),
+        ({"title": "ok", "created_at": "2026-01-01T00:00:00Z"}, "created_at"),
+        ({"title": "ok", "version": 7}, "version"),
+        ({"title": "ok", "completed_at": None}, "completed_at"),
+        ({"title": "ok", "titel": "typo"}, "titel"),
+    ],
+)
+def test_create_rejects_and_names_the_field(client: httpx.Client, body: dict[str, Any], field: str) -> None:
+    errors = errors_of(client.post("/tasks", json=body))
+    assert field in errors, errors
+    assert client.get("/tasks").json() == []
+
+
+def test_every_offending_field_is_listed(client: httpx.Client) -> None:
+    body = {"title": 5, "priority": "urgent", "tags": "x", "id": "1", "owner": "me"}
+    assert set(errors_of(client.post("/tasks", json=body))) == {"title", "priority", "tags", "id", "owner"}
+
+
+def test_post_init_rules_are_all_listed(client: httpx.Client) -> None:
+    body = {"title": " ", "description": "d" * 1001, "tags": ["a", "A"]}
+    assert set(errors_of(client.post("/tasks", json=body))) == {"title", "description", "tags"}
+
+
+def test_title_is_measured_after_trimming(client: httpx.Client) -> None:
+    title = "x" * 255
+    assert client.post("/tasks", json={"title": f"  {title}  "}).json()["title"] == title
+
+
+def test_error_example_shape(client: httpx.Client, user: str) -> None:
+    response = client.post("/tasks", json={"title": "   "})
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": f"Validation failed for POST /api/{user}/tasks",
+        "errors": [{"field": "title", "message": "must not be blank"}],
+    }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{bad json",
+        b'{"title": "x"',
+        b'{"title": "\\ud800"}',  # a lone surrogate
+        b'{"title": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8
+        b'{"title": "\xff"}',  # not UTF-8 at all
+        b"",
+    ],
+)
+def test_malformed_json_is_400(client: httpx.Client, raw: bytes) -> None:
+    response = client.post("/tasks", content=raw, headers={"Content-Type": "application/json"})
+    errors_of(response)
+    assert client.get("/tasks").json() == []
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'"title"', b"null", b"42"])
+def test_body_must_be_an_object(client: httpx.Client, raw: bytes) -> None:
+    errors_of(client.post("/tasks", content=raw, headers={"Content-Type": "application/json"}))
+
+
+def test_non_json_content_type_is_415(client: httpx.Client) -> None:
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        response = client.post("/tasks", content=b'{"title": "x"}', headers={"Content-Type": content_type})
+        assert response.status_code == 415, content_type
+        assert response.headers["content-type"] == "application/problem+json"
+    assert client.get("/tasks").json() == []
+
+
+def test_json_with_charset_is_fine(client: httpx.Client) -> None:
+    response = client.post(
+        "/tasks", content=b'{"title": "x"}', headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert response.status_code == 201
+
+
+def test_body_over_64_kib_is_413(client: httpx.Client) -> None:
+    body = b'{"title": "x", "description": "' + b"d" * (65 * 1024) + b'"}'
+    response = client.post("/tasks", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_failed_update_changes_nothing(client: httpx.Client) -> None:
+    task = create(client, title="Keep me", priority="low")
+    for body in (
+        {"title": ""},
+        {"title": None},
+        {"priority": "urgent"},
+        {"version": 9},
+        {"title": "ok", "x": 1},
+    ):
+        for method in ("PUT", "PATCH"):
+            errors_of(client.request(method, f"/tasks/{task['id']}", json=body))
+    assert client.get(f"/tasks/{task['id']}").json() == task
+
+
+def test_update_allows_null_only_where_nullable(client: httpx.Client) -> None:
+    task = create(client)
+    for field in ("title", "completed", "priority", "tags"):
+        assert field in errors_of(client.patch(f"/tasks/{task['id']}", json={field: None}))
+
+
+def test_toggle_body_must_be_a_boolean(client: httpx.Client) -> None:
+    task = create(client)
+    for body in ({}, {"completed": "yes"}, {"completed": None}, {"completed": True, "title": "x"}):
+        errors_of(client.patch(f"/tasks/{task['id']}/complete", json=body))
+    assert client.get(f"/tasks/{task['id']}").json()["version"] == 1
+
+
+@pytest.mark.parametrize("user_path", ["x" * 300, "a%00b"])
+def test_odd_path_user_ids_are_403_not_500(client: httpx.Client, api_url: str, user_path: str) -> None:
+    response = httpx.get(f"{api_url}/api/{user_path}/tasks", headers=dict(client.headers))
+    assert response.status_code == 403
