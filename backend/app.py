@@ -41,6 +41,19 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
+def _cors(settings: Settings) -> CORSConfig | None:
+    if not settings.cors_allow_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_allow_origins),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match"],
+        # A browser hides response headers it is not told about; a frontend needs these.
+        expose_headers=["ETag", "Location", "Link", "X-Total-Count", "Retry-After"],
+        max_age=600,
+    )
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application; without ``settings`` they are loaded from the environment."""
     if settings is None:
@@ -55,9 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[database_plugin(settings), TasksCLIPlugin(settings)],
         exception_handlers=exception_handlers,
         openapi_config=_openapi(),
-        cors_config=CORSConfig(allow_origins=list(settings.cors_allow_origins))
-        if settings.cors_allow_origins
-        else None,
+        cors_config=_cors(settings),
         request_max_body_size=MAX_BODY_BYTES,
         on_shutdown=[verifier.aclose],
         debug=False,
