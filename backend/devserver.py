@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,19 @@ def _ensure_dotenv() -> None:
 
 
 def _litestar(*args: str) -> None:
-    subprocess.run([LITESTAR, *args], check=True, cwd=PROJECT_ROOT)  # noqa: S603 - fixed executable and arguments
+    """Run the Litestar CLI; on SIGTERM/SIGINT stop it first, so nothing outlives this process."""
+    child = subprocess.Popen([LITESTAR, *args], cwd=PROJECT_ROOT)  # noqa: S603 - fixed executable and arguments
+
+    def stop(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if child.wait() != 0:
+            raise subprocess.CalledProcessError(child.returncode, args)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def main() -> int:
@@ -56,10 +69,9 @@ def main() -> int:
             f"http://{host}:{port}/api/alice/tasks\n"
         )
         _litestar("run", "--host", host, "--port", port, *sys.argv[1:])
-    except KeyboardInterrupt:
-        pass
     except subprocess.CalledProcessError as exc:
-        return exc.returncode
+        # Stopped by a signal (Ctrl+C, SIGTERM) is a normal end for a dev server.
+        return 0 if exc.returncode < 0 or exc.returncode in (130, 143) else exc.returncode
     finally:
         if server is not None:
             server.cleanup()
