@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
@@ -47,7 +48,24 @@ IfMatch = Annotated[
         description='Apply only if the task\'s ETag is one of these (e.g. `"3"`), else 412.',
     ),
 ]
-_ETAG_HEADER = {"ETag": 'The task\'s version, quoted: `"<version>"`.'}
+
+
+def _header(name: str, description: str, example: str) -> ResponseHeader:
+    # documentation_only: the handler sets the value; `value` here only gives OpenAPI its type.
+    return ResponseHeader(name=name, description=description, value=example, documentation_only=True)
+
+
+_ETAG = _header("ETag", "The task's version, quoted.", '"3"')
+_LOCATION = _header("Location", "The new task's URL.", "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21")
+_PAGING = [
+    _header("X-Total-Count", "Tasks matching the whole filter.", "120"),
+    _header(
+        "Link",
+        "RFC 8288 links `first`, `prev`, `next`, `last` (where they exist), e.g. "
+        "RFC 8288 links `first`, `prev`, `next`, `last` (where they exist), keeping the filters.",
+        '</api/u1/tasks?sort=title&limit=50&offset=50>; rel="next"',
+    ),
+]
 
 
 def provide_tasks(db_session: AsyncSession) -> TaskService:
@@ -75,7 +93,7 @@ class TaskController(Controller):
         "`first`, `prev`, `next` and `last` (RFC 8288) keeping the filters. `due_after` is inclusive, "
         "`due_before` exclusive. Unknown values and out-of-range numbers are a 400.",
         responses=problem_responses(400, 401, 403),
-        response_headers=[],
+        response_headers=_PAGING,
     )
     async def list_tasks(
         self,
@@ -113,7 +131,8 @@ class TaskController(Controller):
         dto=StrictBody[TaskCreate],
         status_code=HTTP_201_CREATED,
         responses=problem_responses(400, 401, 403),
-        response_description="The new task; `Location` is its URL and `ETag` its version.",
+        response_description="The new task.",
+        response_headers=[_LOCATION, _ETAG],
     )
     async def create_task(self, tasks: TaskService, user_id: str, data: TaskCreate) -> Response[TaskRead]:
         task = await tasks.add_task(user_id, data)
@@ -163,7 +182,7 @@ class TaskController(Controller):
         summary="Get one task",
         description="`If-None-Match` with its current ETag gives 304 and no body.",
         responses={**problem_responses(401, 403, 404), 304: ResponseSpec(None, description="Not modified")},
-        response_headers=[],
+        response_headers=[_ETAG],
     )
     async def get_task(
         self,
@@ -184,6 +203,7 @@ class TaskController(Controller):
         "an empty object changes nothing.",
         dto=StrictBody[TaskUpdate],
         responses=problem_responses(400, 401, 403, 404, 412),
+        response_headers=[_ETAG],
     )
     async def put_task(
         self, tasks: TaskService, user_id: str, task_id: TaskId, data: TaskUpdate, if_match: IfMatch = None
@@ -195,6 +215,7 @@ class TaskController(Controller):
         summary="Update the fields given (same as PUT)",
         dto=StrictBody[TaskUpdate],
         responses=problem_responses(400, 401, 403, 404, 412),
+        response_headers=[_ETAG],
     )
     async def patch_task(
         self, tasks: TaskService, user_id: str, task_id: TaskId, data: TaskUpdate, if_match: IfMatch = None
@@ -218,6 +239,7 @@ class TaskController(Controller):
         description='No body: toggle atomically. Body `{"completed": true|false}`: set it.',
         dto=StrictBody[CompletedBody],
         responses=problem_responses(400, 401, 403, 404, 412),
+        response_headers=[_ETAG],
     )
     async def complete_task(
         self,

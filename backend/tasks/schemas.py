@@ -86,8 +86,8 @@ class TaskCreate(Struct, forbid_unknown_fields=True, kw_only=True):
 
     title: Title
     description: Description | None = None
-    completed: bool = False
-    priority: Priority = Priority.MEDIUM
+    completed: Annotated[bool, _doc("Done or not.", False)] = False
+    priority: Annotated[Priority, _doc("low, medium or high.", "high")] = Priority.MEDIUM
     tags: Tags = msgspec.field(default_factory=list)
     due_at: DueAt | None = None
 
@@ -104,8 +104,10 @@ class TaskUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
 
     title: Title | UnsetType = UNSET
     description: Description | UnsetType | None = UNSET
-    completed: bool | UnsetType = UNSET
-    priority: Priority | UnsetType = UNSET
+    completed: Annotated[bool, _doc("Setting true sets completed_at; false clears it.", True)] | UnsetType = (
+        UNSET
+    )
+    priority: Annotated[Priority, _doc("low, medium or high.", "low")] | UnsetType = UNSET
     tags: Tags | UnsetType = UNSET
     due_at: DueAt | UnsetType | None = UNSET
 
@@ -127,7 +129,7 @@ class TaskUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
 class CompletedBody(Struct, forbid_unknown_fields=True):
     """Set ``completed`` explicitly."""
 
-    completed: bool
+    completed: Annotated[bool, _doc("The value to set.", True)]
 
 
 class TaskRead(Struct):
@@ -139,26 +141,30 @@ class TaskRead(Struct):
     user_id: Annotated[str, _doc("The owner: the token's subject.", "k3JZ8cQ1vO2p")]
     title: Title
     description: Description | None
-    completed: bool
-    completed_at: Annotated[datetime | None, _doc("When the task became completed; null when it is not.")]
-    priority: Priority
-    tags: list[str]
-    due_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    completed: Annotated[bool, _doc("Done or not.", False)]
+    completed_at: Annotated[
+        datetime | None, _doc("When the task became completed; null when it is not.", None)
+    ]
+    priority: Annotated[Priority, _doc("low < medium < high.", "medium")]
+    tags: Annotated[list[str], _doc("Trimmed and lower-cased.", ["home"])]
+    due_at: Annotated[datetime | None, _doc("RFC 3339, UTC.", "2026-11-30T17:00:00Z")]
+    created_at: Annotated[datetime, _doc("RFC 3339, UTC.", "2026-11-21T10:00:00Z")]
+    updated_at: Annotated[
+        datetime, _doc("RFC 3339, UTC; changes on every modification.", "2026-11-21T10:00:00Z")
+    ]
     version: Annotated[int, _doc("Starts at 1, +1 on every change; the ETag is its quoted value.", 1)]
 
 
 class TaskStats(Struct):
-    total: int
-    completed: int
-    active: int
-    overdue: Annotated[int, _doc("Not completed and due in the past.")]
+    total: Annotated[int, _doc("All the caller's tasks.", 12)]
+    completed: Annotated[int, _doc("Completed tasks.", 5)]
+    active: Annotated[int, _doc("Not completed.", 7)]
+    overdue: Annotated[int, _doc("Not completed and due in the past.", 2)]
 
 
 class UpdatedCount(Struct):
-    updated: int
+    updated: Annotated[int, _doc("Tasks whose `completed` changed.", 3)]
 
 
 class DeletedCount(Struct):
-    deleted: int
+    deleted: Annotated[int, _doc("Completed tasks deleted.", 4)]
