@@ -61,7 +61,6 @@ _PAGING = [
     _header("X-Total-Count", "Tasks matching the whole filter.", "120"),
     _header(
         "Link",
-        "RFC 8288 links `first`, `prev`, `next`, `last` (where they exist), e.g. "
         "RFC 8288 links `first`, `prev`, `next`, `last` (where they exist), keeping the filters.",
         '</api/u1/tasks?sort=title&limit=50&offset=50>; rel="next"',
     ),
