@@ -76,22 +76,33 @@ class JWKSCache:
                 return
             self._attempted_at = time.monotonic()
             try:
-                if self._client is None:
-                    self._client = httpx.AsyncClient(timeout=self.timeout)
-                response = await self._client.get(self.url)
-                response.raise_for_status()
-                keys: dict[str, jwt.PyJWK] = {}
-                for jwk in response.json().get("keys", []):
-                    try:
-                        key = jwt.PyJWK(jwk)
-                    except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError, ValueError):
-                        continue  # a key type we cannot use; the others still work
-                    keys[str(jwk.get("kid", ""))] = key
-            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                keys = await self._fetch()
+            except (httpx.HTTPError, TimeoutError, ValueError) as exc:
                 logger.warning("JWKS fetch from %s failed: %s", self.url, exc)
                 return
             self._keys = keys
             self._fetched_at = time.monotonic()
+
+    async def _fetch(self) -> dict[str, jwt.PyJWK]:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+        # httpx's timeout is per read; a server trickling bytes must not hold the lock for longer.
+        async with asyncio.timeout(self.timeout):
+            response = await self._client.get(self.url)
+        response.raise_for_status()
+        document = response.json()
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("not a JWKS document")
+        keys: dict[str, jwt.PyJWK] = {}
+        for jwk in entries:
+            try:
+                keys[str(jwk.get("kid", ""))] = jwt.PyJWK(jwk)
+            except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError, ValueError, AttributeError):
+                continue  # a key we cannot use; the others still work
+        if entries and not keys:
+            raise ValueError("no usable key in the JWKS")  # looks broken: keep the keys we have
+        return keys
 
     async def aclose(self) -> None:
         if self._background is not None:
