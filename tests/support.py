@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import asyncpg
 import httpx
@@ -70,6 +71,8 @@ class ApiServer:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
+    # A file, not a pipe: nobody reads a pipe while tests run, and a full one would freeze the server.
+    log: IO[str] = field(default_factory=lambda: tempfile.TemporaryFile("w+"))  # noqa: SIM115 - lives with the server
 
     @property
     def url(self) -> str:
@@ -81,16 +84,14 @@ class ApiServer:
             [str(VENV_BIN / "litestar"), "run", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"API server exited: {self.process.stdout.read() if self.process.stdout else ''}"
-                )
+                raise RuntimeError(f"API server exited: {self.output()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return self
@@ -104,11 +105,15 @@ class ApiServer:
             return ""
         self.process.terminate()
         try:
-            out, _ = self.process.communicate(timeout=10)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-        return out or ""
+            self.process.wait()
+        return self.output()
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
 
 
 @contextmanager
