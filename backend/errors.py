@@ -139,6 +139,20 @@ def _is_connection_error(orig: BaseException | None) -> bool:
     )
 
 
+def _postgres(request: Request[Any, Any, Any], exc: asyncpg.PostgresError) -> Response[dict[str, Any]]:
+    """Errors from statements the service runs on asyncpg directly."""
+    if isinstance(
+        exc, (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError)
+    ):
+        return _unavailable(request, exc)
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return _conflict(request, exc)
+    if isinstance(exc, asyncpg.DataError):
+        logger.error("database rejected a value on %s %s: %s", request.method, request.url.path, exc)
+        return problem(400, "A value was rejected by the database")
+    return _internal(request, exc)
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "An unexpected error occurred")
@@ -161,6 +175,9 @@ exception_handlers: ExceptionHandlersMap = {
     AdvancedAlchemyError: _alchemy,
     VersionMismatch: _version_mismatch,
     SQLAlchemyError: _database,
+    asyncpg.PostgresError: _postgres,
+    # The driver's own "connection is closed" errors and refused/reset sockets.
+    asyncpg.InterfaceError: _unavailable,
     OSError: _unavailable,
     Exception: _internal,
 }

@@ -16,7 +16,6 @@ from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
-from msgspec import Meta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.body import StrictBody
@@ -39,7 +38,6 @@ SortKey = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
     "priority", "-priority", "title", "-title",
 ]  # fmt: skip
-AwareDatetime = Annotated[datetime, Meta(tz=True)]
 TaskId = Annotated[str, Parameter(description="The task's id (a UUID; anything else is a 404).")]
 IfMatch = Annotated[
     str | None,
@@ -104,22 +102,18 @@ class TaskController(Controller):
         priority: Priority | None = None,
         tag: Annotated[str | None, Parameter(min_length=1, max_length=30)] = None,
         q: Annotated[str | None, Parameter(min_length=1, max_length=255)] = None,
-        due_before: AwareDatetime | None = None,
-        due_after: AwareDatetime | None = None,
+        due_before: Annotated[
+            datetime | None, Parameter(description="RFC 3339 with a zone; exclusive.")
+        ] = None,
+        due_after: Annotated[
+            datetime | None, Parameter(description="RFC 3339 with a zone; inclusive.")
+        ] = None,
         sort: SortKey = "-created_at",
         limit: Annotated[int, Parameter(ge=1, le=200)] = 100,
         offset: Annotated[int, Parameter(ge=0)] = 0,
     ) -> Response[list[TaskRead]]:
-        f = TaskFilter(
-            completed=_completed_filter(completed, status),
-            priority=priority,
-            tag=tag.strip().lower() if tag else None,
-            q=q,
-            due_before=due_before,
-            due_after=due_after,
-            sort=sort,
-            limit=limit,
-            offset=offset,
+        f = _list_filter(
+            completed, status, priority, tag, q, due_before, due_after, sort=sort, limit=limit, offset=offset
         )
         items, total = await tasks.list_tasks(user_id, f)
         return Response(items, headers=page_headers(request, total=total, limit=limit, offset=offset))
@@ -252,11 +246,35 @@ class TaskController(Controller):
         return _task(await tasks.set_completed(user_id, task_id, completed, parse_if_match(if_match)))
 
 
-def _completed_filter(completed: bool | None, status: str | None) -> bool | None:
+def _list_filter(
+    completed: bool | None,
+    status: str | None,
+    priority: Priority | None,
+    tag: str | None,
+    q: str | None,
+    due_before: datetime | None,
+    due_after: datetime | None,
+    **page: Any,
+) -> TaskFilter:
+    """Checks Litestar's parameter parsing cannot express, with every problem reported at once."""
+    errors = []
     from_status = {"all": None, "active": False, "completed": True, None: None}[status]
     if completed is not None and status not in (None, "all") and completed != from_status:
-        raise ValidationException(
-            detail="completed and status contradict each other",
-            extra=[{"field": "status", "message": "contradicts completed"}],
-        )
-    return completed if completed is not None else from_status
+        errors.append({"field": "status", "message": "contradicts completed"})
+    for name, value in (("due_before", due_before), ("due_after", due_after)):
+        if value is not None and value.tzinfo is None:
+            errors.append({"field": name, "message": "needs a timezone (e.g. Z or +01:00)"})
+    tag = tag.strip().lower() if tag is not None else None
+    if tag is not None and not tag:
+        errors.append({"field": "tag", "message": "must be 1-30 characters after trimming"})
+    if errors:
+        raise ValidationException(detail="Invalid query parameters", extra=errors)
+    return TaskFilter(
+        completed=completed if completed is not None else from_status,
+        priority=priority,
+        tag=tag,
+        q=q,
+        due_before=due_before,
+        due_after=due_after,
+        **page,
+    )

@@ -6,6 +6,7 @@ import re
 
 from litestar.exceptions import ValidationException
 
+MAX_VERSION = 2**31 - 1  # the version column is a PostgreSQL integer
 _TAG = re.compile(r'\s*(W/)?"(\d{1,18})"\s*')
 
 
@@ -30,8 +31,9 @@ def parse_if_match(header: str | None) -> tuple[int, ...] | None:
     """The versions ``If-Match`` accepts; None when any existing version will do (absent or ``*``)."""
     if header is None or header.strip() == "*":
         return None
-    # If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches.
-    return tuple(version for weak, version in _tags(header, "If-Match") if not weak)
+    # If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches; nor can a version past
+    # the column's range, so it is dropped here (an empty tuple matches nothing: 412).
+    return tuple(v for weak, v in _tags(header, "If-Match") if not weak and v <= MAX_VERSION)
 
 
 def matches_current(header: str, version: int) -> bool:

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from advanced_alchemy.base import UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import ARRAY, Boolean, Enum, Index, Integer, String, false, text
+from sqlalchemy import Boolean, Enum, Index, Integer, String, false, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 

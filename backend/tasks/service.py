@@ -1,24 +1,35 @@
-"""Every query on tasks. Each method takes the caller's ``user_id`` and each statement filters on it."""
+"""Every query on tasks. Each method takes the caller's ``user_id`` and each statement filters on it.
+
+Statements are SQLAlchemy Core, compiled once per shape and run on the request session's own asyncpg
+connection: one round trip per statement, no BEGIN/COMMIT pair (a single statement is atomic and
+durable by itself), rows turned straight into response Structs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from functools import lru_cache
+from typing import Any, NoReturn, cast
 from uuid import UUID
 
+import asyncpg
 from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import (
+    ARRAY,
+    Boolean,
     ColumnElement,
+    Integer,
+    String,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     delete,
-    false,
     func,
     insert,
     literal,
@@ -26,7 +37,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from uuid_utils.compat import uuid7
 
 from backend.errors import VersionMismatch
 from backend.tasks.models import Priority, Task
@@ -36,30 +51,32 @@ _t = cast("Table", Task.__table__)
 # The SELECT/RETURNING list, in TaskRead's field order, so a row becomes a TaskRead positionally.
 _COLUMNS = tuple(_t.c[name] for name in TaskRead.__struct_fields__)
 _OWNED = and_(_t.c.id == bindparam("task_id"), _t.c.user_id == bindparam("owner"))
+_OWNER = _t.c.user_id == bindparam("owner")
 _NOW = bindparam("now", type_=_t.c.updated_at.type)
-
-_GET = select(*_COLUMNS).where(_OWNED)
-_EXISTS = select(literal(1)).where(_OWNED)
-_INSERT = insert(_t).returning(*_COLUMNS)
-_DELETE = delete(_t).where(_OWNED).returning(_t.c.id)
+_IF_MATCH = _t.c.version == any_(bindparam("versions", type_=ARRAY(Integer)))
 _BUMP = {"version": _t.c.version + 1, "updated_at": _NOW}
-_TOGGLE = (
-    update(_t)
-    .where(_OWNED)
-    .values(
-        completed=~_t.c.completed,
-        completed_at=case((_t.c.completed, None), else_=_NOW),
-        **_BUMP,
-    )
-)
-_STATS = select(
-    func.count(),
-    func.count().filter(_t.c.completed),
-    func.count().filter(~_t.c.completed, _t.c.due_at < _NOW),
-).where(_t.c.user_id == bindparam("owner"))
-_DELETE_COMPLETED = delete(_t).where(_t.c.user_id == bindparam("owner"), _t.c.completed)
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+_CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 SORTABLE = ("created_at", "updated_at", "due_at", "priority", "title")
+
+
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """A statement compiled for asyncpg: its text and how to order a params dict into ``$n`` args."""
+
+    text: str
+    names: tuple[str, ...]
+    fixed: dict[str, Any]
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> Sql:
+        compiled = cast("SQLCompiler", statement.compile(dialect=_DIALECT))
+        fixed = {name: bind.value for name, bind in compiled.binds.items()}
+        return cls(compiled.string, tuple(compiled.positiontup or ()), fixed)
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        return [params[n] if n in params else self.fixed[n] for n in self.names]
 
 
 def _completed_at(completed: Any) -> ColumnElement[Any]:
@@ -67,11 +84,48 @@ def _completed_at(completed: Any) -> ColumnElement[Any]:
     return case((completed, case((_t.c.completed, _t.c.completed_at), else_=_NOW)), else_=None)
 
 
-_SET_COMPLETED_ALL = (
-    update(_t)
-    .where(_t.c.user_id == bindparam("owner"), _t.c.completed != bindparam("completed"))
-    .values(completed=bindparam("completed"), completed_at=_completed_at(bindparam("completed")), **_BUMP)
+def _guarded(statement: Any, if_match: bool) -> Any:
+    # The version check rides in the same statement as the write: no window between them.
+    return statement.where(_IF_MATCH) if if_match else statement
+
+
+_GET = Sql.of(select(*_COLUMNS).where(_OWNED))
+_EXISTS = Sql.of(select(literal(1)).where(_OWNED))
+_INSERT = Sql.of(insert(_t).values({c.name: bindparam(c.name) for c in _COLUMNS}).returning(*_COLUMNS))
+_DELETE = {m: Sql.of(_guarded(delete(_t).where(_OWNED), m).returning(_t.c.id)) for m in (False, True)}
+_TOGGLE = {
+    m: Sql.of(
+        _guarded(update(_t).where(_OWNED), m)
+        .values(completed=~_t.c.completed, completed_at=case((_t.c.completed, None), else_=_NOW), **_BUMP)
+        .returning(*_COLUMNS)
+    )
+    for m in (False, True)
+}
+STATS = Sql.of(
+    select(
+        func.count(),
+        func.count().filter(_t.c.completed),
+        func.count().filter(~_t.c.completed, _t.c.due_at < _NOW),
+    ).where(_OWNER)
 )
+SET_COMPLETED_ALL = Sql.of(
+    update(_t)
+    .where(_OWNER, _t.c.completed != bindparam("completed", type_=Boolean()))
+    .values(
+        completed=bindparam("completed", type_=Boolean()),
+        completed_at=_completed_at(bindparam("completed", type_=Boolean())),
+        **_BUMP,
+    )
+)
+DELETE_COMPLETED = Sql.of(delete(_t).where(_OWNER, _t.c.completed))
+
+
+@lru_cache(maxsize=256)
+def _update_sql(fields: tuple[str, ...], if_match: bool) -> Sql:
+    values: dict[str, Any] = {f: bindparam(f"v_{f}", type_=_t.c[f].type) for f in fields}
+    if "completed" in fields:
+        values["completed_at"] = _completed_at(bindparam("v_completed", type_=_t.c.completed.type))
+    return Sql.of(_guarded(update(_t).where(_OWNED), if_match).values(**values, **_BUMP).returning(*_COLUMNS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,149 +142,55 @@ class TaskFilter:
     limit: int = 100
     offset: int = 0
 
-
-class TaskRepository(SQLAlchemyAsyncRepository[Task]):
-    model_type = Task
-
-
-class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
-    """Tasks of one user at a time: single statements, rows straight into response Structs."""
-
-    repository_type = TaskRepository
+    def params(self, user_id: str) -> dict[str, Any]:
+        q = self.q and "%" + self.q.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+        return {
+            "owner": user_id,
+            "completed": self.completed,
+            "priority": self.priority and self.priority.value,
+            "tag": [self.tag],
+            "q": q,
+            "due_before": self.due_before,
+            "due_after": self.due_after,
+            # One row more than the page: when it does not come, the total is known without counting.
+            "limit": self.limit + 1,
+            "offset": self.offset,
+        }
 
     @property
-    def session(self) -> AsyncSession:
-        return self.repository.session  # type: ignore[return-value]
-
-    async def _row(self, statement: Any, params: dict[str, Any]) -> Any:
-        return (await self.session.execute(statement, params)).first()
-
-    async def get_task(self, user_id: str, task_id: str) -> TaskRead:
-        row = await self._row(_GET, {"task_id": _parse_id(task_id), "owner": user_id})
-        if row is None:
-            raise NotFoundError("Task not found")
-        return TaskRead(*row)
-
-    async def add_task(self, user_id: str, data: TaskCreate) -> TaskRead:
-        now = datetime.now(UTC)
-        values = {
-            "user_id": user_id,
-            "title": data.title,
-            "description": data.description,
-            "completed": data.completed,
-            "completed_at": now if data.completed else None,
-            "priority": data.priority,
-            "tags": data.tags,
-            "due_at": data.due_at,
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-        }
-        row = await self._row(_INSERT, values)
-        await self.session.commit()
-        return TaskRead(*row)
-
-    async def update_task(
-        self, user_id: str, task_id: str, changes: dict[str, Any], if_match: Sequence[int] | None = None
-    ) -> TaskRead:
-        """Apply ``changes``; an empty change set returns the task as it is (still checking ``If-Match``)."""
-        values: dict[str, Any] = dict(changes)
-        if "completed" in values:
-            values["completed_at"] = _completed_at(literal(values["completed"]))
-        statement = update(_t).where(_OWNED).values(**values, **_BUMP) if values else None
-        return await self._write(statement, user_id, task_id, if_match)
-
-    async def set_completed(
-        self, user_id: str, task_id: str, completed: bool | None, if_match: Sequence[int] | None = None
-    ) -> TaskRead:
-        """Set ``completed``, or toggle it atomically when ``completed`` is None."""
-        if completed is None:
-            return await self._write(_TOGGLE, user_id, task_id, if_match)
-        return await self.update_task(user_id, task_id, {"completed": completed}, if_match)
-
-    async def delete_task(self, user_id: str, task_id: str, if_match: Sequence[int] | None = None) -> None:
-        params = {"task_id": _parse_id(task_id), "owner": user_id}
-        statement = _DELETE if if_match is None else _DELETE.where(_t.c.version.in_(if_match))
-        row = await self._row(statement, params)
-        if row is None:
-            await self._raise_missing_or_stale(params, if_match)
-        await self.session.commit()
-
-    async def _write(
-        self, statement: Any, user_id: str, task_id: str, if_match: Sequence[int] | None
-    ) -> TaskRead:
-        params = {"task_id": _parse_id(task_id), "owner": user_id, "now": datetime.now(UTC)}
-        statement = _GET if statement is None else statement.returning(*_COLUMNS)
-        # The version check rides in the same statement as the write: no window between them.
-        if if_match is not None:
-            statement = statement.where(_t.c.version.in_(if_match))
-        row = await self._row(statement, params)
-        if row is None:
-            await self._raise_missing_or_stale(params, if_match)
-        await self.session.commit()
-        return TaskRead(*row)
-
-    async def _raise_missing_or_stale(self, params: dict[str, Any], if_match: Sequence[int] | None) -> None:
-        if if_match is not None and await self._row(_EXISTS, params) is not None:
-            raise VersionMismatch
-        raise NotFoundError("Task not found")
-
-    async def list_tasks(self, user_id: str, f: TaskFilter) -> tuple[list[TaskRead], int]:
-        """One page of the caller's tasks and the number matching the whole filter."""
-        where = _filters(user_id, f)
-        page = select(*_COLUMNS).where(*where).order_by(*_order(f.sort)).limit(f.limit).offset(f.offset)
-        rows = (await self.session.execute(page, {"now": datetime.now(UTC)})).all()
-        if f.offset == 0 and len(rows) < f.limit:
-            total = len(rows)
-        else:
-            total = (
-                await self.session.execute(select(func.count()).select_from(_t).where(*where))
-            ).scalar_one()
-        return [TaskRead(*r) for r in rows], total
-
-    async def stats(self, user_id: str) -> TaskStats:
-        total, completed, overdue = await self._row(_STATS, {"owner": user_id, "now": datetime.now(UTC)})
-        return TaskStats(total=total, completed=completed, active=total - completed, overdue=overdue)
-
-    async def complete_all(self, user_id: str, completed: bool) -> int:
-        result = await self.session.execute(
-            _SET_COMPLETED_ALL, {"owner": user_id, "completed": completed, "now": datetime.now(UTC)}
-        )
-        await self.session.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
-    async def delete_completed(self, user_id: str) -> int:
-        result = await self.session.execute(_DELETE_COMPLETED, {"owner": user_id})
-        await self.session.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]
+    def shape(self) -> tuple[bool, ...]:
+        """Which filters are present: statements are compiled once per shape."""
+        values = (self.completed, self.priority, self.tag, self.q, self.due_before, self.due_after)
+        return tuple(v is not None for v in values)
 
 
-def _parse_id(task_id: str) -> UUID:
-    # A string that is not a UUID names no task: the same 404 as a missing one.
-    try:
-        return UUID(task_id)
-    except ValueError:
-        raise NotFoundError("Task not found") from None
+def list_statements(f: TaskFilter) -> tuple[Sql, Sql]:
+    """The page and count statements for ``f``'s combination of filters and sort."""
+    return _list_statements(f.shape, f.sort)
 
 
-def _filters(user_id: str, f: TaskFilter) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [_t.c.user_id == user_id]
-    if f.completed is not None:
-        where.append(_t.c.completed.is_(f.completed))
-    if f.priority is not None:
-        where.append(_t.c.priority == f.priority)
-    if f.tag is not None:
-        where.append(_t.c.tags.contains([f.tag]))
-    if f.q:
-        # autoescape: % and _ in the search text are literal characters, not wildcards.
-        where.append(
-            or_(_t.c.title.icontains(f.q, autoescape=True), _t.c.description.icontains(f.q, autoescape=True))
-        )
-    if f.due_after is not None:
-        where.append(_t.c.due_at >= f.due_after)
-    if f.due_before is not None:
-        where.append(_t.c.due_at < f.due_before)
-    return where
+@lru_cache(maxsize=1024)
+def _list_statements(shape: tuple[bool, ...], sort: str) -> tuple[Sql, Sql]:
+    has_completed, has_priority, has_tag, has_q, has_before, has_after = shape
+    where: list[ColumnElement[bool]] = [_OWNER]
+    if has_completed:
+        where.append(_t.c.completed == bindparam("completed", type_=Boolean()))
+    if has_priority:
+        where.append(_t.c.priority == bindparam("priority"))
+    if has_tag:
+        where.append(_t.c.tags.contains(bindparam("tag", type_=_t.c.tags.type)))
+    if has_q:
+        # The pattern is escaped in TaskFilter.params: % and _ in the search text are literal.
+        pattern = bindparam("q", type_=String())
+        where.append(or_(_t.c.title.ilike(pattern, escape="/"), _t.c.description.ilike(pattern, escape="/")))
+    if has_after:
+        where.append(_t.c.due_at >= bindparam("due_after", type_=_t.c.due_at.type))
+    if has_before:
+        where.append(_t.c.due_at < bindparam("due_before", type_=_t.c.due_at.type))
+    page = select(*_COLUMNS).where(*where).order_by(*_order(sort))
+    page = page.limit(bindparam("limit")).offset(bindparam("offset"))
+    count = select(func.count()).select_from(_t).where(*where)
+    return Sql.of(page), Sql.of(count)
 
 
 def _order(sort: str) -> list[Any]:
@@ -243,4 +203,139 @@ def _order(sort: str) -> list[Any]:
     return [key, _t.c.id.desc() if descending else _t.c.id.asc()]
 
 
-__all__ = ["SORTABLE", "TaskFilter", "TaskService", "false"]
+class TaskRepository(SQLAlchemyAsyncRepository[Task]):
+    model_type = Task
+
+
+class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
+    """Tasks of one user at a time."""
+
+    repository_type = TaskRepository
+
+    async def _connection(self) -> tuple[AsyncConnection, asyncpg.Connection]:
+        session = cast("AsyncSession", self.repository.session)
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        return connection, raw.driver_connection
+
+    async def _run(self, sql: Sql, params: dict[str, Any], method: str) -> Any:
+        connection, driver = await self._connection()
+        try:
+            return await getattr(driver, method)(sql.text, *sql.args(params))
+        except _CONNECTION_LOST:
+            # SQLAlchemy did not run this statement, so it cannot see the connection die: drop it, and
+            # the idle ones that died with it (a database restart), so the next request reconnects.
+            await connection.invalidate()
+            await connection.engine.dispose()
+            raise
+
+    async def _one(self, sql: Sql, params: dict[str, Any]) -> asyncpg.Record | None:
+        return await self._run(sql, params, "fetchrow")
+
+    async def get_task(self, user_id: str, task_id: str) -> TaskRead:
+        row = await self._one(_GET, {"task_id": _parse_id(task_id), "owner": user_id})
+        if row is None:
+            raise NotFoundError("Task not found")
+        return TaskRead(*row)
+
+    async def add_task(self, user_id: str, data: TaskCreate) -> TaskRead:
+        now = datetime.now(UTC)
+        values = {
+            "id": uuid7(),
+            "user_id": user_id,
+            "title": data.title,
+            "description": data.description,
+            "completed": data.completed,
+            "completed_at": now if data.completed else None,
+            "priority": data.priority.value,
+            "tags": data.tags,
+            "due_at": data.due_at,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        return TaskRead(*cast("asyncpg.Record", await self._one(_INSERT, values)))
+
+    async def update_task(
+        self, user_id: str, task_id: str, changes: dict[str, Any], if_match: Sequence[int] | None = None
+    ) -> TaskRead:
+        """Apply ``changes``; an empty change set returns the task as it is (still checking ``If-Match``)."""
+        params = {f"v_{k}": v.value if isinstance(v, Priority) else v for k, v in changes.items()}
+        sql = _update_sql(tuple(sorted(changes)), if_match is not None) if changes else None
+        return await self._write(sql, user_id, task_id, if_match, params)
+
+    async def set_completed(
+        self, user_id: str, task_id: str, completed: bool | None, if_match: Sequence[int] | None = None
+    ) -> TaskRead:
+        """Set ``completed``, or toggle it atomically when ``completed`` is None."""
+        if completed is None:
+            return await self._write(_TOGGLE[if_match is not None], user_id, task_id, if_match)
+        return await self.update_task(user_id, task_id, {"completed": completed}, if_match)
+
+    async def delete_task(self, user_id: str, task_id: str, if_match: Sequence[int] | None = None) -> None:
+        params = {"task_id": _parse_id(task_id), "owner": user_id, "versions": list(if_match or ())}
+        if await self._one(_DELETE[if_match is not None], params) is None:
+            await self._raise_missing_or_stale(params, if_match)
+
+    async def _write(
+        self,
+        sql: Sql | None,
+        user_id: str,
+        task_id: str,
+        if_match: Sequence[int] | None,
+        extra: dict[str, Any] | None = None,
+    ) -> TaskRead:
+        params = {"task_id": _parse_id(task_id), "owner": user_id, "now": datetime.now(UTC), **(extra or {})}
+        params["versions"] = list(if_match or ())
+        if sql is None:  # nothing to change: the task as it is, if it exists and matches
+            row = await self._one(_GET, params)
+            if row is not None and if_match is not None and row["version"] not in if_match:
+                raise VersionMismatch
+        else:
+            row = await self._one(sql, params)
+        if row is None:
+            await self._raise_missing_or_stale(params, if_match)
+        return TaskRead(*cast("asyncpg.Record", row))
+
+    async def _raise_missing_or_stale(
+        self, params: dict[str, Any], if_match: Sequence[int] | None
+    ) -> NoReturn:
+        if if_match is not None and await self._one(_EXISTS, params) is not None:
+            raise VersionMismatch
+        raise NotFoundError("Task not found")
+
+    async def list_tasks(self, user_id: str, f: TaskFilter) -> tuple[list[TaskRead], int]:
+        """One page of the caller's tasks and the number matching the whole filter."""
+        page_sql, count_sql = list_statements(f)
+        params = f.params(user_id)
+        rows = await self._run(page_sql, params, "fetch")
+        if len(rows) <= f.limit and (rows or f.offset == 0):
+            total = f.offset + len(rows)
+        else:
+            total = await self._run(count_sql, params, "fetchval")
+        return [TaskRead(*r) for r in rows[: f.limit]], total
+
+    async def stats(self, user_id: str) -> TaskStats:
+        row = await self._one(STATS, {"owner": user_id, "now": datetime.now(UTC)})
+        total, completed, overdue = cast("asyncpg.Record", row)
+        return TaskStats(total=total, completed=completed, active=total - completed, overdue=overdue)
+
+    async def complete_all(self, user_id: str, completed: bool) -> int:
+        params = {"owner": user_id, "completed": completed, "now": datetime.now(UTC)}
+        return _row_count(await self._run(SET_COMPLETED_ALL, params, "execute"))
+
+    async def delete_completed(self, user_id: str) -> int:
+        return _row_count(await self._run(DELETE_COMPLETED, {"owner": user_id}, "execute"))
+
+
+def _row_count(status: str) -> int:
+    """asyncpg's command status, e.g. ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _parse_id(task_id: str) -> UUID:
+    # A string that is not a UUID names no task: the same 404 as a missing one.
+    try:
+        return UUID(task_id)
+    except ValueError:
+        raise NotFoundError("Task not found") from None
