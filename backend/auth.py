@@ -20,6 +20,7 @@ from backend.settings import Settings
 logger = logging.getLogger(__name__)
 
 USER_ID_MAX = 255
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class InvalidToken(Exception):
@@ -46,13 +47,17 @@ class JWKSCache:
         self._lock = asyncio.Lock()
         self._client: httpx.AsyncClient | None = None
         self._background: asyncio.Task[None] | None = None
+        self.generation = 0  # +1 whenever the key set is replaced
+
+    def refresh_if_stale(self) -> None:
+        """Start a background refresh when the keys are older than ``max_age``; never waits."""
+        if time.monotonic() - self._fetched_at > self.max_age and self._keys and self._background is None:
+            self._background = asyncio.create_task(self._refresh_in_background())
 
     async def get(self, kid: str | None) -> jwt.PyJWK | None:
-        now = time.monotonic()
-        if now - self._fetched_at > self.max_age and self._keys and self._background is None:
-            self._background = asyncio.create_task(self._refresh_in_background())
+        self.refresh_if_stale()
         key = self._lookup(kid)
-        if key is None and now - self._attempted_at >= self.min_refresh:
+        if key is None and time.monotonic() - self._attempted_at >= self.min_refresh:
             await self._refresh()
             key = self._lookup(kid)
         return key
@@ -80,6 +85,8 @@ class JWKSCache:
             except (httpx.HTTPError, TimeoutError, ValueError) as exc:
                 logger.warning("JWKS fetch from %s failed: %s", self.url, exc)
                 return
+            if keys.keys() != self._keys.keys():
+                self.generation += 1
             self._keys = keys
             self._fetched_at = time.monotonic()
 
@@ -128,8 +135,26 @@ class TokenVerifier:
         self._hmac = frozenset(settings.hmac_algorithms) if settings.jwt_secret else frozenset()
         self._asymmetric = frozenset(settings.jwks_algorithms) if self.jwks else frozenset()
         self._options: Options = {"require": ["exp"], "verify_aud": settings.jwt_audience is not None}
+        # token -> (user, expires at, key-set generation): a client sends the same token for minutes, and
+        # checking a signature again costs more than the rest of the request's auth.
+        self._verified: dict[str, tuple[str, float, int]] = {}
 
     async def verify(self, token: str) -> str:
+        if self.jwks is not None:
+            self.jwks.refresh_if_stale()
+        cached = self._verified.get(token)
+        if cached is not None:
+            user, expires_at, generation = cached
+            if time.time() < expires_at and (self.jwks is None or generation == self.jwks.generation):
+                return user
+            del self._verified[token]
+        user, expires_at = await self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = (user, expires_at, self.jwks.generation if self.jwks else 0)
+        return user
+
+    async def _verify(self, token: str) -> tuple[str, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -154,7 +179,7 @@ class TokenVerifier:
         user = claims.get(self.settings.jwt_user_claim)
         if not isinstance(user, str) or not 1 <= len(user) <= USER_ID_MAX:
             raise InvalidToken(f"token has no usable '{self.settings.jwt_user_claim}' claim")
-        return user
+        return user, float(claims["exp"]) + self.settings.jwt_leeway_seconds
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
         s = self.settings

@@ -24,7 +24,9 @@ def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             max_overflow=settings.database_max_overflow,
             # Bounded wait for a connection: past it the request gets a 503, never a hang.
             pool_timeout=settings.database_pool_timeout,  # type: ignore[arg-type]
-            pool_pre_ping=True,
+            # No ping on checkout (it costs BEGIN; ; ROLLBACK per request): a connection found dead is
+            # invalidated together with the idle ones (see TaskService._run), so recovery is immediate.
+            pool_pre_ping=False,
             echo=settings.database_echo,
             # asyncpg's own connect timeout, so an unreachable server fails fast too.
             connect_args={"timeout": settings.database_pool_timeout},

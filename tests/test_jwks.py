@@ -503,3 +503,40 @@ def test_a_kid_signed_by_another_key_or_alg_is_rejected(
             assert await rejected(verifier, token) == "algorithm does not match the signing key"
 
     with_verifier(make_settings(own_jwks.url), scenario)
+
+
+# --- verified tokens are remembered, but never past their expiry or their key ----------------------
+
+
+def test_a_remembered_token_still_expires(own_jwks: JWKSServer, own_tokens: Tokens) -> None:
+    token = own_tokens.jwks("erin", exp=int(time.time()) + 2)
+
+    async def scenario(verifier: TokenVerifier) -> None:
+        assert await verifier.verify(token) == "erin"
+        assert await verifier.verify(token) == "erin"  # from memory
+        await asyncio.sleep(2.5)
+        with pytest.raises(InvalidToken, match="expired"):
+            await verifier.verify(token)
+
+    with_verifier(make_settings(own_jwks.url, jwt_leeway_seconds=0), scenario)
+
+
+def test_a_remembered_token_is_checked_again_after_its_key_is_removed(
+    own_keys: KeySet, own_jwks: JWKSServer, own_tokens: Tokens
+) -> None:
+    old_kid = own_keys.kid_for("EdDSA")
+    old = own_tokens.jwks("fay", kid=old_kid)
+    new_kid = own_keys.add("EdDSA")
+    new = own_tokens.jwks("fay", kid=new_kid)
+
+    async def scenario(verifier: TokenVerifier) -> None:
+        own_keys.published.remove(new_kid)
+        assert await verifier.verify(old) == "fay"  # first fetch: only the old key
+        own_keys.published.remove(old_kid)
+        own_keys.published.append(new_kid)
+        await asyncio.sleep(QUICK + 0.1)
+        assert await verifier.verify(new) == "fay"  # unknown kid: refresh, the old key is gone
+        with pytest.raises(InvalidToken):
+            await verifier.verify(old)
+
+    with_verifier(make_settings(own_jwks.url, jwt_jwks_min_refresh_seconds=QUICK), scenario)

@@ -16,7 +16,7 @@ from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.body import StrictBody
 from backend.errors import problem_responses
@@ -65,8 +65,8 @@ _PAGING = [
 ]
 
 
-def provide_tasks(db_session: AsyncSession) -> TaskService:
-    return TaskService(session=db_session)
+def provide_tasks(db_engine: AsyncEngine) -> TaskService:
+    return TaskService(engine=db_engine)
 
 
 def _task(task: TaskRead, status_code: int = HTTP_200_OK, location: str | None = None) -> Response[TaskRead]:

@@ -38,7 +38,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from uuid_utils.compat import uuid7
@@ -212,22 +213,30 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
 
     repository_type = TaskRepository
 
-    async def _connection(self) -> tuple[AsyncConnection, asyncpg.Connection]:
-        session = cast("AsyncSession", self.repository.session)
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        return connection, raw.driver_connection
+    def __init__(
+        self, session: AsyncSession | None = None, *, engine: AsyncEngine | None = None, **repo_kwargs: Any
+    ) -> None:
+        # Request handlers pass only the engine: the hot methods below need a pooled connection, not a
+        # session, and building AA's repository costs more than a query. With a session, the generic
+        # Advanced Alchemy methods (self.repository, list, get...) work as usual.
+        if session is not None:
+            super().__init__(session=session, **repo_kwargs)
+        bind = engine if engine is not None else (session.bind if session is not None else None)
+        if not isinstance(bind, AsyncEngine):
+            raise TypeError("TaskService needs an AsyncEngine, or a session bound to one")
+        self._engine = bind
 
     async def _run(self, sql: Sql, params: dict[str, Any], method: str) -> Any:
-        connection, driver = await self._connection()
-        try:
-            return await getattr(driver, method)(sql.text, *sql.args(params))
-        except _CONNECTION_LOST:
-            # SQLAlchemy did not run this statement, so it cannot see the connection die: drop it, and
-            # the idle ones that died with it (a database restart), so the next request reconnects.
-            await connection.invalidate()
-            await connection.engine.dispose()
-            raise
+        async with self._engine.connect() as connection:
+            driver = cast("Connection", connection.sync_connection).connection.driver_connection
+            try:
+                return await getattr(driver, method)(sql.text, *sql.args(params))
+            except _CONNECTION_LOST:
+                # SQLAlchemy did not run this statement, so it cannot see the connection die: drop it,
+                # and the idle ones that died with it (a database restart), so the next request reconnects.
+                await connection.invalidate()
+                await self._engine.dispose()
+                raise
 
     async def _one(self, sql: Sql, params: dict[str, Any]) -> asyncpg.Record | None:
         return await self._run(sql, params, "fetchrow")
