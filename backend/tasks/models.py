@@ -40,4 +40,13 @@ class Task(UUIDv7AuditBase):
         # "This user's tasks, newest first", with id as the tie-breaker of the default sort.
         Index("ix_tasks_user_id_created_at_id", "user_id", "created_at", "id"),
         Index("ix_tasks_tags", "tags", postgresql_using="gin"),
+        Index("ix_tasks_user_id_completed_created_at_id", "user_id", "completed", "created_at", "id"),
+        Index("ix_tasks_user_id_due_at_id", "user_id", "due_at", "id"),
+        Index(
+            "ix_tasks_user_id_priority_due_at_id",
+            "user_id",
+            "priority",
+            text("due_at DESC NULLS LAST"),
+            text("id DESC"),
+        ),
     )

@@ -153,8 +153,7 @@ class TaskFilter:
             "q": q,
             "due_before": self.due_before,
             "due_after": self.due_after,
-            # One row more than the page: when it does not come, the total is known without counting.
-            "limit": self.limit + 1,
+            "limit": self.limit,
             "offset": self.offset,
         }
 
@@ -165,13 +164,16 @@ class TaskFilter:
         return tuple(v is not None for v in values)
 
 
+DEEP_OFFSET = 500
+
+
 def list_statements(f: TaskFilter) -> tuple[Sql, Sql]:
     """The page and count statements for ``f``'s combination of filters and sort."""
-    return _list_statements(f.shape, f.sort)
+    return _list_statements(f.shape, f.sort, f.offset >= DEEP_OFFSET)
 
 
-@lru_cache(maxsize=1024)
-def _list_statements(shape: tuple[bool, ...], sort: str) -> tuple[Sql, Sql]:
+@lru_cache(maxsize=2048)
+def _list_statements(shape: tuple[bool, ...], sort: str, deep: bool) -> tuple[Sql, Sql]:
     has_completed, has_priority, has_tag, has_q, has_before, has_after = shape
     where: list[ColumnElement[bool]] = [_OWNER]
     if has_completed:
@@ -188,9 +190,24 @@ def _list_statements(shape: tuple[bool, ...], sort: str) -> tuple[Sql, Sql]:
         where.append(_t.c.due_at >= bindparam("due_after", type_=_t.c.due_at.type))
     if has_before:
         where.append(_t.c.due_at < bindparam("due_before", type_=_t.c.due_at.type))
-    page = select(*_COLUMNS).where(*where).order_by(*_order(sort))
-    page = page.limit(bindparam("limit")).offset(bindparam("offset"))
     count = select(func.count()).select_from(_t).where(*where)
+    # The total rides along as the first column (PostgreSQL computes the uncorrelated subquery once):
+    # one round trip for the page and X-Total-Count. The plain count is for a page past the end.
+    total = count.scalar_subquery().label("total")
+    if not deep:
+        page = select(total, *_COLUMNS).where(*where).order_by(*_order(sort))
+        page = page.limit(bindparam("limit")).offset(bindparam("offset"))
+        return Sql.of(page), Sql.of(count)
+    # A deep page skips thousands of rows: walk them as ids only (an index-only scan where an index
+    # matches), then fetch the page's full rows by primary key.
+    ids = select(_t.c.id).where(*where).order_by(*_order(sort))
+    ids_page = ids.limit(bindparam("limit")).offset(bindparam("offset")).subquery()
+    page = (
+        select(total, *_COLUMNS)
+        .select_from(_t.join(ids_page, _t.c.id == ids_page.c.id))
+        .where(_OWNER)
+        .order_by(*_order(sort))
+    )
     return Sql.of(page), Sql.of(count)
 
 
@@ -318,11 +335,13 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
         page_sql, count_sql = list_statements(f)
         params = f.params(user_id)
         rows = await self._run(page_sql, params, "fetch")
-        if len(rows) <= f.limit and (rows or f.offset == 0):
-            total = f.offset + len(rows)
+        if rows:
+            total = rows[0][0]
+        elif f.offset == 0:
+            total = 0
         else:
             total = await self._run(count_sql, params, "fetchval")
-        return [TaskRead(*r) for r in rows[: f.limit]], total
+        return [TaskRead(*r[1:]) for r in rows], total
 
     async def stats(self, user_id: str) -> TaskStats:
         row = await self._one(STATS, {"owner": user_id, "now": datetime.now(UTC)})
