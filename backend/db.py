@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from uuid import uuid4
+
 from advanced_alchemy.extensions.litestar import (
     AlembicAsyncConfig,
     AsyncSessionConfig,
@@ -13,6 +16,20 @@ from advanced_alchemy.extensions.litestar import (
 from backend.settings import PROJECT_ROOT, Settings
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+
+def _connect_args(settings: Settings) -> dict[str, Any]:
+    # asyncpg's own connect timeout, so an unreachable server fails fast too.
+    args: dict[str, Any] = {"timeout": settings.database_pool_timeout}
+    if settings.database_pool_mode == "transaction":
+        # A transaction-mode pooler hands each statement to any server connection, where a named
+        # prepared statement from another one does not exist: use unnamed statements only.
+        args.update(
+            statement_cache_size=0,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=lambda: f"__asyncpg_{uuid4()}__",
+        )
+    return args
 
 
 def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
@@ -28,8 +45,7 @@ def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             # invalidated together with the idle ones (see TaskService._run), so recovery is immediate.
             pool_pre_ping=False,
             echo=settings.database_echo,
-            # asyncpg's own connect timeout, so an unreachable server fails fast too.
-            connect_args={"timeout": settings.database_pool_timeout},
+            connect_args=_connect_args(settings),
         ),
         session_config=AsyncSessionConfig(expire_on_commit=False),
         # Writes commit inside the service, before the response is built: a 2xx is durable.

@@ -31,6 +31,9 @@ class Settings:
     database_max_overflow: int = 10
     database_pool_timeout: float = 5.0
     database_echo: bool = False
+    # "session" (a direct server) or "transaction" (PgBouncer or Neon's -pooler endpoint in transaction
+    # mode: no named prepared statements). Empty: "transaction" when the host contains "-pooler".
+    database_pool_mode: str = ""
     jwt_jwks_url: str | None = None
     jwt_secret: str | None = None
     jwt_algorithms: tuple[str, ...] = ()
@@ -160,6 +163,9 @@ def load_settings(environ: dict[str, str] | None = None, root: Path = PROJECT_RO
             values[f.name] = _as_list(value)
         else:
             values[f.name] = str(value)
+    if not values.get("database_pool_mode"):
+        pooled = "-pooler" in (urlsplit(str(url)).hostname or "")
+        values["database_pool_mode"] = "transaction" if pooled else "session"
     settings = Settings(**values)
     _validate(settings)
     return settings
@@ -181,5 +187,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("JWT_ALGORITHMS lists no asymmetric algorithm for JWT_JWKS_URL")
     if s.jwt_secret and not s.hmac_algorithms and not s.jwt_jwks_url:
         raise ConfigError("JWT_ALGORITHMS lists no HMAC algorithm for JWT_SECRET")
+    if s.database_pool_mode not in {"session", "transaction"}:
+        raise ConfigError(f"DATABASE_POOL_MODE must be session or transaction (got {s.database_pool_mode!r})")
     if s.database_pool_size < 1:
         raise ConfigError("DATABASE_POOL_SIZE must be at least 1")
