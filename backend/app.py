@@ -13,6 +13,7 @@ from backend.cli import TasksCLIPlugin
 from backend.db import database_plugin
 from backend.errors import exception_handlers
 from backend.health import health, ready
+from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
 from backend.tasks.controller import TaskController
 
@@ -54,6 +55,14 @@ def _cors(settings: Settings) -> CORSConfig | None:
     )
 
 
+def rate_limiter(settings: Settings) -> RateLimiter | None:
+    rate = parse_rate(settings.rate_limit)
+    if rate is None:
+        return None
+    counter = RedisCounter(settings.redis_url) if settings.redis_url else MemoryCounter()
+    return RateLimiter(*rate, counter=counter)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application; without ``settings`` they are loaded from the environment."""
     if settings is None:
@@ -62,7 +71,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         except ConfigError as exc:
             raise SystemExit(f"Tasks API configuration error: {exc}") from None
     verifier = TokenVerifier(settings)
-    api = Router(path="/", guards=[owner_guard(verifier)], route_handlers=[TaskController])
+    limiter = rate_limiter(settings)
+    api = Router(path="/", guards=[owner_guard(verifier, limiter)], route_handlers=[TaskController])
     return Litestar(
         route_handlers=[api, health, ready],
         plugins=[database_plugin(settings), TasksCLIPlugin(settings)],
@@ -70,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=_openapi(),
         cors_config=_cors(settings),
         request_max_body_size=MAX_BODY_BYTES,
-        on_shutdown=[verifier.aclose],
+        before_send=[add_rate_limit_headers] if limiter else [],
+        on_shutdown=[verifier.aclose, *([limiter.aclose] if limiter else [])],
         debug=False,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import jwt
@@ -15,6 +15,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
+from backend.ratelimit import RateLimiter
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -218,19 +219,31 @@ def _unauthorized(detail: str, *, token_sent: bool) -> NotAuthorizedException:
     return NotAuthorizedException(detail=detail, headers={"WWW-Authenticate": challenge})
 
 
-def owner_guard(verifier: TokenVerifier) -> Guard:
-    """A guard: a valid bearer token whose user is the path's ``{user_id}``, before any other work."""
+def owner_guard(verifier: TokenVerifier, limiter: RateLimiter | None = None) -> Guard:
+    """A guard: a valid bearer token whose user is the path's ``{user_id}``, before any other work.
+
+    With a limiter, an authenticated request counts against its user, any other against its client IP.
+    """
+
+    async def reject(
+        connection: ASGIConnection[Any, Any, Any, Any], error: NotAuthorizedException
+    ) -> NoReturn:
+        if limiter is not None:
+            await limiter.check(connection, f"ip:{limiter.client_ip(connection)}")
+        raise error
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise _unauthorized("missing bearer token", token_sent=bool(scheme))
+            await reject(connection, _unauthorized("missing bearer token", token_sent=bool(scheme)))
         try:
             user = await verifier.verify(token)
         except InvalidToken as exc:
-            raise _unauthorized(str(exc), token_sent=True) from None
+            await reject(connection, _unauthorized(str(exc), token_sent=True))
         connection.state.user_id = user
+        if limiter is not None:
+            await limiter.check(connection, f"user:{user}")
         if connection.path_params.get("user_id") != user:
             raise PermissionDeniedException(detail="the path's user id is not the token's subject")
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from backend.ratelimit import parse_rate
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_DATA_DIR = PROJECT_ROOT / ".data"
 DEV_PGDATA = DEV_DATA_DIR / "postgres"
@@ -44,6 +46,8 @@ class Settings:
     jwt_jwks_timeout_seconds: float = 3.0
     jwt_jwks_min_refresh_seconds: float = 5.0
     cors_allow_origins: tuple[str, ...] = ()
+    rate_limit: str = "600/minute"
+    redis_url: str | None = None
 
     @property
     def jwks_algorithms(self) -> tuple[str, ...]:
@@ -187,6 +191,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("JWT_ALGORITHMS lists no asymmetric algorithm for JWT_JWKS_URL")
     if s.jwt_secret and not s.hmac_algorithms and not s.jwt_jwks_url:
         raise ConfigError("JWT_ALGORITHMS lists no HMAC algorithm for JWT_SECRET")
+    try:
+        parse_rate(s.rate_limit)
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("\n", " ")) from None
+    if s.redis_url and urlsplit(s.redis_url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if s.database_pool_mode not in {"session", "transaction"}:
         raise ConfigError(f"DATABASE_POOL_MODE must be session or transaction (got {s.database_pool_mode!r})")
     if s.database_pool_size < 1:

@@ -68,6 +68,9 @@ def test_database_urls_are_normalised_for_asyncpg(url: str, expected: str) -> No
         ({**BASE, "JWT_ALGORITHMS": "none"}, "JWT_ALGORITHMS"),
         ({**BASE, "JWT_LEEWAY_SECONDS": "soon"}, "JWT_LEEWAY_SECONDS"),
         ({**BASE, "DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE"),
+        ({**BASE, "RATE_LIMIT": "lots"}, "RATE_LIMIT"),
+        ({**BASE, "RATE_LIMIT": "10/fortnight"}, "RATE_LIMIT"),
+        ({**BASE, "REDIS_URL": "http://cache:6379"}, "REDIS_URL"),
     ],
 )
 def test_invalid_configuration_is_one_clear_error(env: dict[str, str], message: str) -> None:
