@@ -13,6 +13,7 @@ from backend.cli import TasksCLIPlugin
 from backend.db import database_plugin
 from backend.errors import exception_handlers
 from backend.health import health, ready
+from backend.observability import configure_logging, request_context, silence_server_access_log
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
 from backend.tasks.controller import TaskController
@@ -65,6 +66,7 @@ def rate_limiter(settings: Settings) -> RateLimiter | None:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application; without ``settings`` they are loaded from the environment."""
+    configure_logging()
     if settings is None:
         try:
             settings = load_settings()
@@ -73,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     verifier = TokenVerifier(settings)
     limiter = rate_limiter(settings)
     api = Router(path="/", guards=[owner_guard(verifier, limiter)], route_handlers=[TaskController])
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, health, ready],
         plugins=[database_plugin(settings), TasksCLIPlugin(settings)],
         exception_handlers=exception_handlers,
@@ -81,6 +83,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=_cors(settings),
         request_max_body_size=MAX_BODY_BYTES,
         before_send=[add_rate_limit_headers] if limiter else [],
+        on_startup=[silence_server_access_log],
         on_shutdown=[verifier.aclose, *([limiter.aclose] if limiter else [])],
         debug=False,
     )
+    # Around everything Litestar does (routing 404s, CORS, exception handling included), so every
+    # response gets a request id, the security headers and an access-log line.
+    app.asgi_handler = request_context(app.asgi_handler)
+    return app

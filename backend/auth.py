@@ -58,7 +58,9 @@ class JWKSCache:
     async def get(self, kid: str | None) -> jwt.PyJWK | None:
         self.refresh_if_stale()
         key = self._lookup(kid)
-        if key is None and time.monotonic() - self._attempted_at >= self.min_refresh:
+        # A fetch under way (the lock is held) is waited for, not skipped: at a cold start every
+        # concurrent request needs the keys that first fetch brings.
+        if key is None and (self._lock.locked() or time.monotonic() - self._attempted_at >= self.min_refresh):
             await self._refresh()
             key = self._lookup(kid)
         return key

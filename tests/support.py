@@ -70,6 +70,7 @@ class ApiServer:
     """The API served by uvicorn in a child process, exactly as ``litestar run`` would."""
 
     env: dict[str, str]
+    args: tuple[str, ...] = ()  # more `litestar run` arguments, e.g. ("--wc", "2")
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
     # A file, not a pipe: nobody reads a pipe while tests run, and a full one would freeze the server.
@@ -82,7 +83,7 @@ class ApiServer:
     def start(self) -> ApiServer:
         env = {**os.environ, "LITESTAR_APP": "backend.app:create_app", **self.env}
         self.process = subprocess.Popen(  # noqa: S603 - fixed executable
-            [str(VENV_BIN / "litestar"), "run", "--host", "127.0.0.1", "--port", str(self.port)],
+            [str(VENV_BIN / "litestar"), "run", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
             cwd=ROOT,
             env=env,
             stdout=self.log,

@@ -540,3 +540,16 @@ def test_a_remembered_token_is_checked_again_after_its_key_is_removed(
             await verifier.verify(old)
 
     with_verifier(make_settings(own_jwks.url, jwt_jwks_min_refresh_seconds=QUICK), scenario)
+
+
+def test_concurrent_first_requests_all_wait_for_the_first_fetch(
+    own_jwks: JWKSServer, own_tokens: Tokens
+) -> None:
+    tokens = [own_tokens.jwks(f"cold-{i}") for i in range(50)]
+
+    async def scenario(verifier: TokenVerifier) -> None:
+        users = await asyncio.gather(*(verifier.verify(t) for t in tokens))
+        assert users == [f"cold-{i}" for i in range(50)]
+        assert own_jwks.fetches == 1
+
+    with_verifier(make_settings(own_jwks.url), scenario)

@@ -1,0 +1,121 @@
+"""Request ids, one JSON access-log line per request, and security headers (one ASGI middleware)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("tasks.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+_API_HEADERS = [
+    # Per-user data: never in a shared cache; a browser may keep it but must revalidate (ETag).
+    (b"cache-control", b"private, no-cache"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+]
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra={"fields": {...}}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "pid": record.process,
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging() -> None:
+    """JSON lines on stdout for the app's loggers."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    for name in ("tasks", "backend"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def silence_server_access_log() -> None:
+    """On start-up (after uvicorn configured its logging): our access log replaces uvicorn's."""
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def request_context(app: ASGIApp) -> ASGIApp:
+    """Wrap ``app`` (the whole Litestar ASGI handler)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        is_api = scope["path"].startswith("/api/")
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                    *_SECURITY_HEADERS,
+                ]
+                if is_api:
+                    headers.extend(_API_HEADERS)
+                if scope.get("scheme") == "https":
+                    headers.append(_HSTS)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_headers)
+        finally:
+            state = scope.get("state", {})
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope.get("method"),
+                        # The route template, not the raw path: ids stay out of log aggregation keys.
+                        "path": scope.get("path_template") or scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "request_id": request_id,
+                        "user_id": state.get("user_id"),
+                    }
+                },
+            )
+
+    return middleware
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
