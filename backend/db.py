@@ -20,7 +20,11 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
 def _connect_args(settings: Settings) -> dict[str, Any]:
     # asyncpg's own connect timeout, so an unreachable server fails fast too.
-    args: dict[str, Any] = {"timeout": settings.database_pool_timeout}
+    args: dict[str, Any] = {
+        "timeout": settings.database_pool_timeout,
+        # A database that stops answering mid-statement must not hold a request forever.
+        "command_timeout": settings.database_statement_timeout,
+    }
     if settings.database_pool_mode == "transaction":
         # A transaction-mode pooler hands each statement to any server connection, where a named
         # prepared statement from another one does not exist: use unnamed statements only.

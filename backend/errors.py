@@ -71,14 +71,19 @@ _DESCRIPTIONS = {
     403: "The path's user id is not the token's subject",
     404: "No such task for this user (also for another user's task and for a non-UUID id)",
     412: "`If-Match` does not match the task's current version; nothing was changed",
+    413: "Request body over 64 KiB",
+    415: "Request body is not `application/json`",
+    429: "Rate limited: see `Retry-After` and the `RateLimit-*` headers",
+    503: "The database is unavailable: retry after `Retry-After` seconds",
 }
+_EVERY_API_CALL = (400, 401, 403, 429, 503)
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problem documents a handler can answer with."""
+    """OpenAPI entries for the problem documents an /api handler can answer with (besides the usual)."""
     return {
         s: ResponseSpec(data_container=Problem, description=_DESCRIPTIONS[s], media_type=PROBLEM_JSON)
-        for s in statuses
+        for s in sorted({*_EVERY_API_CALL, *statuses})
     }
 
 
@@ -178,6 +183,7 @@ exception_handlers: ExceptionHandlersMap = {
     asyncpg.PostgresError: _postgres,
     # The driver's own "connection is closed" errors and refused/reset sockets.
     asyncpg.InterfaceError: _unavailable,
+    asyncpg.InternalClientError: _unavailable,
     OSError: _unavailable,
     Exception: _internal,
 }

@@ -32,6 +32,7 @@ class Settings:
     database_pool_size: int = 20
     database_max_overflow: int = 10
     database_pool_timeout: float = 5.0
+    database_statement_timeout: float = 10.0
     database_echo: bool = False
     # "session" (a direct server) or "transaction" (PgBouncer or Neon's -pooler endpoint in transaction
     # mode: no named prepared statements). Empty: "transaction" when the host contains "-pooler".

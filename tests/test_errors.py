@@ -28,6 +28,7 @@ RAISES: dict[str, BaseException] = {
     "pg-unique": asyncpg.UniqueViolationError(SECRET_DETAIL),
     "pg-other": asyncpg.UndefinedTableError(SECRET_DETAIL),
     "socket": ConnectionRefusedError(SECRET_DETAIL),
+    "pg-broken-state": asyncpg.InternalClientError(SECRET_DETAIL),
 }
 
 
@@ -46,7 +47,7 @@ def app_client() -> TestClient[Litestar]:
     [
         ("not-found", 404), ("integrity", 409), ("duplicate", 409), ("repository", 500), ("runtime", 500),
         ("pool-timeout", 503), ("connection-lost", 503), ("pg-shutdown", 503), ("pg-data", 400),
-        ("pg-unique", 409), ("pg-other", 500), ("socket", 503),
+        ("pg-unique", 409), ("pg-other", 500), ("socket", 503), ("pg-broken-state", 503),
     ],
 )  # fmt: skip
 def test_exceptions_map_to_problem_documents(

@@ -9,13 +9,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
+from msgspec import Meta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.body import StrictBody
@@ -51,6 +54,19 @@ IfMatch = Annotated[
 def _header(name: str, description: str, example: str) -> ResponseHeader:
     # documentation_only: the handler sets the value; `value` here only gives OpenAPI its type.
     return ResponseHeader(name=name, description=description, value=example, documentation_only=True)
+
+
+_RFC3339 = "RFC 3339 timestamp with a zone, e.g. `2026-12-01T09:00:00Z` (encode `+` as `%2B`)."
+AwareDatetime = Annotated[datetime, Meta(tz=True)]
+MAX_OFFSET = 10_000_000
+
+
+class _OptionalBody(Operation):
+    """OpenAPI: the body of this operation may be left out (Litestar marks every body required)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
 
 
 _ETAG = _header("ETag", "The task's version, quoted.", '"3"')
@@ -89,7 +105,7 @@ class TaskController(Controller):
         description="Filtered, sorted and paged. `X-Total-Count` counts the whole filter; `Link` has "
         "`first`, `prev`, `next` and `last` (RFC 8288) keeping the filters. `due_after` is inclusive, "
         "`due_before` exclusive. Unknown values and out-of-range numbers are a 400.",
-        responses=problem_responses(400, 401, 403),
+        responses=problem_responses(),
         response_headers=_PAGING,
     )
     async def list_tasks(
@@ -102,15 +118,11 @@ class TaskController(Controller):
         priority: Priority | None = None,
         tag: Annotated[str | None, Parameter(min_length=1, max_length=30)] = None,
         q: Annotated[str | None, Parameter(min_length=1, max_length=255)] = None,
-        due_before: Annotated[
-            datetime | None, Parameter(description="RFC 3339 with a zone; exclusive.")
-        ] = None,
-        due_after: Annotated[
-            datetime | None, Parameter(description="RFC 3339 with a zone; inclusive.")
-        ] = None,
+        due_before: Annotated[str | None, Parameter(description=_RFC3339 + " Exclusive.")] = None,
+        due_after: Annotated[str | None, Parameter(description=_RFC3339 + " Inclusive.")] = None,
         sort: SortKey = "-created_at",
         limit: Annotated[int, Parameter(ge=1, le=200)] = 100,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Response[list[TaskRead]]:
         f = _list_filter(
             completed, status, priority, tag, q, due_before, due_after, sort=sort, limit=limit, offset=offset
@@ -123,7 +135,7 @@ class TaskController(Controller):
         summary="Create a task",
         dto=StrictBody[TaskCreate],
         status_code=HTTP_201_CREATED,
-        responses=problem_responses(400, 401, 403),
+        responses=problem_responses(413, 415),
         response_description="The new task.",
         response_headers=[_LOCATION, _ETAG],
     )
@@ -135,7 +147,7 @@ class TaskController(Controller):
         "/stats",
         summary="Count the caller's tasks",
         description="`overdue`: not completed and `due_at` in the past.",
-        responses=problem_responses(401, 403),
+        responses=problem_responses(),
     )
     async def stats(self, tasks: TaskService, user_id: str) -> TaskStats:
         return await tasks.stats(user_id)
@@ -145,7 +157,7 @@ class TaskController(Controller):
         summary="Set `completed` on every task of the caller",
         dto=StrictBody[CompletedBody],
         status_code=HTTP_200_OK,
-        responses=problem_responses(400, 401, 403),
+        responses=problem_responses(413, 415),
     )
     async def complete_all(self, tasks: TaskService, user_id: str, data: CompletedBody) -> UpdatedCount:
         return UpdatedCount(updated=await tasks.complete_all(user_id, data.completed))
@@ -155,26 +167,23 @@ class TaskController(Controller):
         summary="Delete the caller's completed tasks (clear completed)",
         description="Requires `completed=true`; anything else is a 400, never a wipe.",
         status_code=HTTP_200_OK,
-        responses=problem_responses(400, 401, 403),
+        responses=problem_responses(),
     )
     async def clear_completed(
         self,
         tasks: TaskService,
         user_id: str,
-        completed: Annotated[Literal["true"] | None, Parameter(description="Must be `true`.")] = None,
+        completed: Annotated[
+            Literal["true"], Parameter(description="Must be `true`: only completed tasks go.")
+        ],
     ) -> DeletedCount:
-        if completed is None:
-            raise ValidationException(
-                detail="DELETE on the task list needs completed=true (only completed tasks are cleared)",
-                extra=[{"field": "completed", "message": "must be true"}],
-            )
         return DeletedCount(deleted=await tasks.delete_completed(user_id))
 
     @get(
         "/{task_id:str}",
         summary="Get one task",
         description="`If-None-Match` with its current ETag gives 304 and no body.",
-        responses={**problem_responses(401, 403, 404), 304: ResponseSpec(None, description="Not modified")},
+        responses={**problem_responses(404), 304: ResponseSpec(None, description="Not modified")},
         response_headers=[_ETAG],
     )
     async def get_task(
@@ -195,7 +204,7 @@ class TaskController(Controller):
         description="A field left out stays as it is; `null` clears `description` or `due_at`; "
         "an empty object changes nothing.",
         dto=StrictBody[TaskUpdate],
-        responses=problem_responses(400, 401, 403, 404, 412),
+        responses=problem_responses(404, 412, 413, 415),
         response_headers=[_ETAG],
     )
     async def put_task(
@@ -207,7 +216,7 @@ class TaskController(Controller):
         "/{task_id:str}",
         summary="Update the fields given (same as PUT)",
         dto=StrictBody[TaskUpdate],
-        responses=problem_responses(400, 401, 403, 404, 412),
+        responses=problem_responses(404, 412, 413, 415),
         response_headers=[_ETAG],
     )
     async def patch_task(
@@ -219,7 +228,7 @@ class TaskController(Controller):
         "/{task_id:str}",
         summary="Delete a task",
         status_code=HTTP_204_NO_CONTENT,
-        responses=problem_responses(401, 403, 404, 412),
+        responses=problem_responses(404, 412),
     )
     async def delete_task(
         self, tasks: TaskService, user_id: str, task_id: TaskId, if_match: IfMatch = None
@@ -231,7 +240,8 @@ class TaskController(Controller):
         summary="Toggle `completed`, or set it",
         description='No body: toggle atomically. Body `{"completed": true|false}`: set it.',
         dto=StrictBody[CompletedBody],
-        responses=problem_responses(400, 401, 403, 404, 412),
+        responses=problem_responses(404, 412, 413, 415),
+        operation_class=_OptionalBody,
         response_headers=[_ETAG],
     )
     async def complete_task(
@@ -252,8 +262,8 @@ def _list_filter(
     priority: Priority | None,
     tag: str | None,
     q: str | None,
-    due_before: datetime | None,
-    due_after: datetime | None,
+    due_before: str | None,
+    due_after: str | None,
     **page: Any,
 ) -> TaskFilter:
     """Checks Litestar's parameter parsing cannot express, with every problem reported at once."""
@@ -261,12 +271,23 @@ def _list_filter(
     from_status = {"all": None, "active": False, "completed": True, None: None}[status]
     if completed is not None and status not in (None, "all") and completed != from_status:
         errors.append({"field": "status", "message": "contradicts completed"})
+    due: dict[str, datetime | None] = {}
     for name, value in (("due_before", due_before), ("due_after", due_after)):
-        if value is not None and value.tzinfo is None:
-            errors.append({"field": name, "message": "needs a timezone (e.g. Z or +01:00)"})
+        try:
+            # Strict: a bare number is not a timestamp here, and the zone is required.
+            due[name] = None if value is None else msgspec.convert(value, AwareDatetime, strict=True)
+        except msgspec.ValidationError:
+            errors.append(
+                {"field": name, "message": "must be an RFC 3339 timestamp with a zone (Z or +01:00)"}
+            )
     tag = tag.strip().lower() if tag is not None else None
     if tag is not None and not tag:
         errors.append({"field": "tag", "message": "must be 1-30 characters after trimming"})
+    errors.extend(
+        {"field": n, "message": "must not contain NUL characters"}
+        for n, v in (("q", q), ("tag", tag))
+        if v and "\x00" in v
+    )
     if errors:
         raise ValidationException(detail="Invalid query parameters", extra=errors)
     return TaskFilter(
@@ -274,7 +295,7 @@ def _list_filter(
         priority=priority,
         tag=tag,
         q=q,
-        due_before=due_before,
-        due_after=due_after,
+        due_before=due.get("due_before"),
+        due_after=due.get("due_after"),
         **page,
     )

@@ -57,7 +57,15 @@ _NOW = bindparam("now", type_=_t.c.updated_at.type)
 _IF_MATCH = _t.c.version == any_(bindparam("versions", type_=ARRAY(Integer)))
 _BUMP = {"version": _t.c.version + 1, "updated_at": _NOW}
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
-_CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# A connection that is gone or unusable: closed socket, server shutdown, or asyncpg's own state left
+# broken by a server message that arrived while the connection sat idle in the pool.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 SORTABLE = ("created_at", "updated_at", "due_at", "priority", "title")
 
