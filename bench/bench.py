@@ -164,24 +164,24 @@ async def db_counters(dsn: str) -> tuple[int, int]:
 
 
 async def explain_big(dsn: str, big: str, last: int) -> str:
-    """EXPLAIN ANALYZE of the SQL the API runs for the 10k-user pages (page + count), as evidence."""
-    cols = "id, user_id, title, description, completed, completed_at, priority, tags, due_at, created_at, updated_at, version"
-    where = "user_id = $1 AND priority = 'high'"
-    queries = [
-        ("first page", f"SELECT {cols} FROM tasks WHERE {where} ORDER BY due_at DESC NULLS LAST, id DESC LIMIT 50 OFFSET 0"),
-        ("last page", f"SELECT {cols} FROM tasks WHERE {where} ORDER BY due_at DESC NULLS LAST, id DESC LIMIT 50 OFFSET {last}"),
-        ("count (X-Total-Count)", f"SELECT count(*) FROM tasks WHERE {where}"),
-        ("50-task user list, for comparison", f"SELECT {cols} FROM tasks WHERE user_id = $2 ORDER BY created_at DESC, id DESC LIMIT 50"),
-    ]  # fmt: skip
+    """EXPLAIN ANALYZE of the very statements the API runs for the 10k-user pages, as evidence."""
+    from backend.tasks.models import Priority
+    from backend.tasks.service import TaskFilter, list_statements
+
     conn = await asyncpg.connect(dsn)
     out = ["## Query plans of the 10k-user pages (EXPLAIN ANALYZE, idle database, before the runs)", ""]
     try:
         small = await conn.fetchval("SELECT user_id FROM tasks WHERE user_id <> $1 LIMIT 1", big)
-        for label, sql in queries:
-            params = [big] if "$2" not in sql else [big, small]
-            sql = sql.replace("$2", "$1") if "$2" in sql else sql
-            params = params[-1:] if "created_at DESC" in sql else params
-            rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}", *params)
+        cases = [
+            ("first page (total in the same statement)", big, TaskFilter(priority=Priority.HIGH, sort="-due_at", limit=50)),
+            ("last page", big, TaskFilter(priority=Priority.HIGH, sort="-due_at", limit=50, offset=last)),
+            ("50-task user list, for comparison", small, TaskFilter(limit=50)),
+        ]  # fmt: skip
+        for label, user, f in cases:
+            page, _ = list_statements(f)
+            rows = await conn.fetch(
+                f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {page.text}", *page.args(f.params(user))
+            )
             out += [f"{label}:", "```", *[r[0] for r in rows], "```", ""]
     finally:
         await conn.close()
