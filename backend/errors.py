@@ -150,6 +150,11 @@ def _postgres(request: Request[Any, Any, Any], exc: asyncpg.PostgresError) -> Re
         exc, (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError)
     ):
         return _unavailable(request, exc)
+    if isinstance(exc, (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)):
+        logger.error(
+            "prepared statement lost: behind PgBouncer/Neon -pooler, set DATABASE_POOL_MODE=transaction"
+        )
+        return _internal(request, exc)
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return _conflict(request, exc)
     if isinstance(exc, asyncpg.DataError):

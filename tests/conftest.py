@@ -1,7 +1,8 @@
 """Session fixtures: a throwaway PostgreSQL cluster, migrated with the real CLI, and the API as a real server.
 
 ``TEST_DATABASE_URL`` (an admin URL) points the suite at an existing server instead; a fresh database is
-created there either way.
+created there either way. ``TASKS_TEST_POOLER=pgbouncer`` serves the API through a real PgBouncer in
+transaction pooling mode (with ``DATABASE_POOL_MODE=transaction``); migrations still run directly.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from backend.devdb import asyncpg_url, start_cluster
+from tests.pgbouncer import pgbouncer
 from tests.support import (
     AUDIENCE,
     ISSUER,
@@ -28,6 +30,21 @@ from tests.support import (
     run_cli,
     with_database,
 )
+
+POOLERS = ("pgbouncer",)
+
+
+def pooler() -> str:
+    return os.environ.get("TASKS_TEST_POOLER", "").strip().lower()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if pooler() and pooler() not in POOLERS:
+        raise pytest.UsageError(f"TASKS_TEST_POOLER must be empty or one of {', '.join(POOLERS)}")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return f"API database through: {pooler()} (transaction pooling)" if pooler() else None
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +73,16 @@ def database_url(admin_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def api_database_url(database_url: str) -> Iterator[str]:
+    """The API's ``DATABASE_URL``: ``database_url``, or the same database through the pooler if one is set."""
+    if not pooler():
+        yield database_url
+        return
+    with pgbouncer(database_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def keys() -> KeySet:
     return KeySet()
 
@@ -73,15 +100,20 @@ def tokens(keys: KeySet) -> Tokens:
 
 
 @pytest.fixture(scope="session")
-def api_env(database_url: str, jwks_server: JWKSServer) -> dict[str, str]:
+def api_env(api_database_url: str, jwks_server: JWKSServer) -> dict[str, str]:
+    pooled = {"DATABASE_POOL_MODE": "transaction"} if pooler() else {}
     return {
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": api_database_url,
+        **pooled,
         "JWT_JWKS_URL": jwks_server.url,
         "JWT_SECRET": SECRET,
         "JWT_ALGORITHMS": "EdDSA,ES256,RS256,PS256,HS256",
         "JWT_ISSUER": ISSUER,
         "JWT_AUDIENCE": AUDIENCE,
         "JWT_JWKS_MIN_REFRESH_SECONDS": "5",
+        # The whole suite comes from one IP and fuzzes unauthenticated calls: keep the limiter on (its
+        # headers and code path run everywhere) but out of reach; tests/test_rate_limit.py tests limits.
+        "RATE_LIMIT": "100000/minute",
     }
 
 

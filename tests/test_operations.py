@@ -112,7 +112,7 @@ def test_workers_share_rate_limits_through_redis(api_env: dict[str, str], tokens
         server = ApiServer(env, args=("--wc", "2")).start()
         try:
             deadline = time.monotonic() + 10
-            statuses = []
+            statuses: list[int] = []
             while len(statuses) < 8 and time.monotonic() < deadline:
                 # A new connection each time, so both workers take requests.
                 statuses.append(
