@@ -10,7 +10,6 @@ created if needed. Its configuration, pid file and log live in a temporary folde
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pwd
 import shutil
@@ -25,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from tests.support import ensure_debian_binary
+
 PACKAGE = "pgbouncer"
 RUN_AS = "pgserver"
-_SEARCH_PATH = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "tasks-tests-pgbouncer-install.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,46 +56,9 @@ class Target:
         )
 
 
-def _find_binary() -> str | None:
-    path = os.pathsep.join([os.environ.get("PATH", ""), *_SEARCH_PATH])
-    return shutil.which(PACKAGE, path=path)
-
-
 def ensure_pgbouncer() -> str:
     """The ``pgbouncer`` binary's path, installing the Debian package first when root and it is missing."""
-    if binary := _find_binary():
-        return binary
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            "PgBouncer is not installed and the tests are not running as root, so they cannot install it: "
-            "run `sudo apt-get install -y pgbouncer` (Debian/Ubuntu) or put `pgbouncer` on PATH"
-        )
-    # pytest-xdist workers may all arrive here at once: one apt-get at a time.
-    with _INSTALL_LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary := _find_binary():
-            return binary
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", PACKAGE]):
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
-        _stop_packaged_service()
-    if binary := _find_binary():
-        return binary
-    raise RuntimeError("apt-get installed pgbouncer but no pgbouncer binary was found")
-
-
-def _stop_packaged_service() -> None:
-    """The package's own service (port 6432, as ``postgres``) may have been started: stop and disable it."""
-    commands: list[list[str]] = []
-    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-        commands.append(["systemctl", "disable", "--now", PACKAGE])
-    elif Path("/etc/init.d", PACKAGE).is_file():
-        commands.append([f"/etc/init.d/{PACKAGE}", "stop"])
-    for command in commands:
-        # Best effort: it is usually not running at all (containers forbid starting services).
-        subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    return ensure_debian_binary(PACKAGE, PACKAGE)
 
 
 def _service_user() -> pwd.struct_passwd | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -235,9 +236,7 @@ class Tokens:
 @contextmanager
 def redis_server() -> Iterator[str]:
     """A throwaway ``redis-server`` on a free loopback port (Debian package ``redis-server``)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is required for the rate-limit tests: apt-get install redis-server")
+    binary = ensure_debian_binary("redis-server", "redis-server")
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 - fixed executable
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -258,3 +257,47 @@ def redis_server() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+_SEARCH_PATH = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
+
+
+def _find(binary: str) -> str | None:
+    return shutil.which(binary, path=os.pathsep.join([os.environ.get("PATH", ""), *_SEARCH_PATH]))
+
+
+def ensure_debian_binary(binary: str, package: str) -> str:
+    """``binary``'s path, installing Debian's ``package`` first when it is missing and we are root.
+
+    Never a skip: without root and without the binary the tests fail, saying what to install.
+    """
+    if found := _find(binary):
+        return found
+    if os.geteuid() != 0:
+        raise RuntimeError(f"{binary} is needed by the tests: run `sudo apt-get install -y {package}`")
+    # pytest-xdist workers may all arrive here at once: one apt-get at a time.
+    with (Path(tempfile.gettempdir()) / "tasks-tests-apt.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if found := _find(binary):
+            return found
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+        _stop_packaged_service(package)
+    if found := _find(binary):
+        return found
+    raise RuntimeError(f"apt-get installed {package} but no {binary} binary was found")
+
+
+def _stop_packaged_service(package: str) -> None:
+    """The package's own service may have been started on its default port: the tests run their own."""
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        command = ["systemctl", "disable", "--now", package]
+    elif Path("/etc/init.d", package).is_file():
+        command = [f"/etc/init.d/{package}", "stop"]
+    else:
+        return
+    # Best effort: it is usually not running at all (containers forbid starting services).
+    subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
