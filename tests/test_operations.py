@@ -106,7 +106,7 @@ def test_graceful_shutdown_finishes_in_flight_requests(api_env: dict[str, str], 
 
 def test_workers_share_rate_limits_through_redis(api_env: dict[str, str], tokens: Tokens) -> None:
     with redis_server() as redis_url:
-        env = {**api_env, "RATE_LIMIT": "5/minute", "REDIS_URL": redis_url}
+        env = {**api_env, "RATE_LIMIT": "5/day", "REDIS_URL": redis_url}
         with api_server(env) as _:
             pass
         server = ApiServer(env, args=("--wc", "2")).start()
