@@ -37,7 +37,8 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
-    """One engine and pool per worker; sessions are per request (the plugin closes them)."""
+    """One engine and pool per worker. The task handlers take the engine; a session (closed by the
+    plugin) exists only for code that asks for ``db_session``."""
     return SQLAlchemyAsyncConfig(
         connection_string=settings.database_url,
         engine_config=EngineConfig(
@@ -52,7 +53,8 @@ def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             connect_args=_connect_args(settings),
         ),
         session_config=AsyncSessionConfig(expire_on_commit=False),
-        # Writes commit inside the service, before the response is built: a 2xx is durable.
+        # Every task statement commits on its own (autocommit, one statement), so a 2xx is durable
+        # before the response is built; the plugin's default handler only closes sessions.
         before_send_handler=None,
         set_default_exception_handler=False,
         create_all=False,
