@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -90,6 +92,9 @@ class ApiServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
+            # Its own process group: with --wc N, `litestar run` starts uvicorn as a child process,
+            # which a signal to the parent alone would leave running.
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -106,12 +111,21 @@ class ApiServer:
         """Stop the server and return what it printed."""
         if self.process is None:
             return ""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        group = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            self.process.poll()  # reap the parent so the group can empty
+            time.sleep(0.05)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self.process.wait()
         return self.output()
 
     def output(self) -> str:
