@@ -26,6 +26,7 @@ from tests.support import (
     JWKSServer,
     KeySet,
     Tokens,
+    api_server,
     create_database,
     run_cli,
     with_database,
@@ -119,11 +120,8 @@ def api_env(api_database_url: str, jwks_server: JWKSServer) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def api(api_env: dict[str, str]) -> Iterator[ApiServer]:
-    server = ApiServer(api_env).start()
-    yield server
-    log = server.stop()
-    # A 500 anywhere in the run is a bug even if no assertion saw it.
-    assert "unhandled error" not in log, log[-4000:]
+    with api_server(api_env) as server:
+        yield server
 
 
 @pytest.fixture

@@ -133,13 +133,22 @@ class ApiServer:
         return self.log.read()
 
 
+UNHANDLED = "unhandled error"  # what backend.errors logs with every 500
+
+
 @contextmanager
-def api_server(env: dict[str, str]) -> Iterator[ApiServer]:
-    server = ApiServer(env).start()
+def api_server(
+    env: dict[str, str], *, args: tuple[str, ...] = (), expect_errors: bool = False
+) -> Iterator[ApiServer]:
+    """A running API; afterwards ``server.output()`` is its log, which must hold no 500 (a bug even
+    when no assertion saw the response) unless ``expect_errors``."""
+    server = ApiServer(env, args=args).start()
     try:
         yield server
     finally:
-        server.stop()
+        log = server.stop()
+    if not expect_errors:
+        assert UNHANDLED not in log, log[-4000:]
 
 
 class KeySet:

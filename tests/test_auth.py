@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.support import SECRET, ApiServer, Tokens
+from tests.support import SECRET, Tokens, api_server
 
 
 def b64(data: dict[str, object]) -> str:
@@ -136,13 +136,10 @@ def test_403_for_every_route_on_another_users_path(anon: httpx.Client, tokens: T
 
 def test_user_claim_is_configurable(api_env: dict[str, str], tokens: Tokens, user: str) -> None:
     env = {**api_env, "JWT_USER_CLAIM": "uid"}
-    server = ApiServer(env).start()
-    try:
+    with api_server(env) as server:
         good = tokens.jwks("ignored", uid=user)
         response = httpx.get(f"{server.url}/api/{user}/tasks", headers={"Authorization": f"Bearer {good}"})
         assert response.status_code == 200
         missing = tokens.jwks(user)
         response = httpx.get(f"{server.url}/api/{user}/tasks", headers={"Authorization": f"Bearer {missing}"})
         assert response.status_code == 401
-    finally:
-        server.stop()

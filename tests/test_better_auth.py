@@ -20,7 +20,7 @@ import pytest
 
 from tests.better_auth import BetterAuthServer
 from tests.factories import task_payload
-from tests.support import ROOT, ApiServer, create_database, with_database
+from tests.support import ROOT, ApiServer, api_server, create_database, with_database
 
 PASSWORD = "correct horse battery staple"
 
@@ -43,16 +43,6 @@ def api_env(database_url: str, auth: BetterAuthServer) -> dict[str, str]:
         "JWT_ALGORITHMS": "",
         "JWT_USER_CLAIM": "",
     }
-
-
-@contextmanager
-def run_api(env: dict[str, str]) -> Iterator[ApiServer]:
-    server = ApiServer(env).start()
-    try:
-        yield server
-    finally:
-        log = server.stop()
-    assert "unhandled error" not in log, log[-4000:]
 
 
 @contextmanager
@@ -113,7 +103,7 @@ def eddsa_auth(admin_url: str) -> Iterator[BetterAuthServer]:
 
 @pytest.fixture(scope="module")
 def eddsa_api(database_url: str, eddsa_auth: BetterAuthServer) -> Iterator[ApiServer]:
-    with run_api(api_env(database_url, eddsa_auth)) as api:
+    with api_server(api_env(database_url, eddsa_auth)) as api:
         yield api
 
 
@@ -236,7 +226,7 @@ def es256_auth(admin_url: str) -> Iterator[BetterAuthServer]:
 def test_es256_better_auth_tokens_are_accepted(database_url: str, es256_auth: BetterAuthServer) -> None:
     user = new_user(es256_auth, "Eve")
     assert jwt.get_unverified_header(user.token)["alg"] == "ES256"
-    with run_api(api_env(database_url, es256_auth)) as api, user.client(api) as client:
+    with api_server(api_env(database_url, es256_auth)) as api, user.client(api) as client:
         task = create(client, title="Signed with P-256")
         assert client.get("/tasks").json() == [task]
 
@@ -255,7 +245,7 @@ def rotating_auth(admin_url: str) -> Iterator[BetterAuthServer]:
 def test_a_rotated_better_auth_key_is_picked_up_without_a_restart(
     database_url: str, rotating_auth: BetterAuthServer
 ) -> None:
-    with run_api(api_env(database_url, rotating_auth)) as api:
+    with api_server(api_env(database_url, rotating_auth)) as api:
         email = f"rot-{uuid.uuid4().hex[:8]}@example.com"
         user_id = rotating_auth.sign_up(email, PASSWORD, "Rot")
         first = User(user_id, email, rotating_auth.token_for(email, PASSWORD))

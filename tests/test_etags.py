@@ -152,10 +152,15 @@ def test_if_none_match_on_missing_or_foreign_task_is_404(
 
 
 @write_kinds
-def test_if_match_current_version_applies(client: httpx.Client, kind: str) -> None:
-    task = bumped(client, 2)
+@pytest.mark.parametrize(
+    ("bumps", "header"),
+    [(2, '"3"'), (1, "*"), (1, '"1", "2"')],
+    ids=["current-version", "star", "list-containing-the-version"],
+)
+def test_matching_if_match_applies(client: httpx.Client, kind: str, bumps: int, header: str) -> None:
+    task = bumped(client, bumps)
     write, _ = WRITES[kind]
-    assert_applied(client, kind, task, write(client, task["id"], {"If-Match": '"3"'}))
+    assert_applied(client, kind, task, write(client, task["id"], {"If-Match": header}))
 
 
 @write_kinds
@@ -170,20 +175,6 @@ def test_if_match_stale_version_is_412_and_changes_nothing(client: httpx.Client,
         assert problem["status"] == 412
         assert problem["detail"]
         assert_unchanged(client, task)
-
-
-@write_kinds
-def test_if_match_star_applies(client: httpx.Client, kind: str) -> None:
-    task = bumped(client, 1)
-    write, _ = WRITES[kind]
-    assert_applied(client, kind, task, write(client, task["id"], {"If-Match": "*"}))
-
-
-@write_kinds
-def test_if_match_list_containing_the_version_applies(client: httpx.Client, kind: str) -> None:
-    task = bumped(client, 1)
-    write, _ = WRITES[kind]
-    assert_applied(client, kind, task, write(client, task["id"], {"If-Match": '"1", "2"'}))
 
 
 @write_kinds

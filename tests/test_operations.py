@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from tests.support import ApiServer, Tokens, api_server, redis_server
+from tests.support import ApiServer, Tokens, redis_server
 
 
 def log_lines(output: str) -> list[dict[str, object]]:
@@ -107,8 +107,6 @@ def test_graceful_shutdown_finishes_in_flight_requests(api_env: dict[str, str], 
 def test_workers_share_rate_limits_through_redis(api_env: dict[str, str], tokens: Tokens) -> None:
     with redis_server() as redis_url:
         env = {**api_env, "RATE_LIMIT": "5/day", "REDIS_URL": redis_url}
-        with api_server(env) as _:
-            pass
         server = ApiServer(env, args=("--wc", "2")).start()
         try:
             deadline = time.monotonic() + 10

@@ -37,6 +37,7 @@ from tests.support import (
     AUDIENCE,
     ISSUER,
     SECRET,
+    UNHANDLED,
     ApiServer,
     JWKSServer,
     Tokens,
@@ -55,7 +56,6 @@ WRITERS = 4
 UPDATERS = 2
 READERS = 2
 PRIORITIES = ("low", "medium", "high")
-UNHANDLED = "unhandled error"  # what backend.errors logs for a 500
 
 
 @dataclass
