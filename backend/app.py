@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import gc
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.auth import TokenVerifier, owner_guard
 from backend.cli import TasksCLIPlugin
-from backend.db import database_plugin
+from backend.db import database_config
 from backend.errors import exception_handlers
 from backend.health import health, ready
 from backend.observability import configure_logging, request_context, silence_server_access_log
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
 from backend.tasks.controller import TaskController
+from backend.tasks.service import TaskService
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -64,6 +69,13 @@ def rate_limiter(settings: Settings) -> RateLimiter | None:
     return RateLimiter(*rate, counter=counter)
 
 
+def _freeze_startup_objects() -> None:
+    # Routes, schemas and modules live as long as the process: keep them out of every later
+    # garbage-collection pass (a full pass over them stalls all requests in flight).
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application; without ``settings`` they are loaded from the environment."""
     configure_logging()
@@ -74,16 +86,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
             raise SystemExit(f"Tasks API configuration error: {exc}") from None
     verifier = TokenVerifier(settings)
     limiter = rate_limiter(settings)
-    api = Router(path="/", guards=[owner_guard(verifier, limiter)], route_handlers=[TaskController])
+    db = database_config(settings)
+    # The service holds nothing but the engine: one for the app, not one per request.
+    tasks = TaskService(engine=db.get_engine())
+    api = Router(
+        path="/",
+        guards=[owner_guard(verifier, limiter)],
+        dependencies={"tasks": Provide(lambda: tasks, use_cache=True, sync_to_thread=False)},
+        route_handlers=[TaskController],
+    )
     app = Litestar(
         route_handlers=[api, health, ready],
-        plugins=[database_plugin(settings), TasksCLIPlugin(settings)],
+        plugins=[SQLAlchemyPlugin(config=db), TasksCLIPlugin(settings)],
         exception_handlers=exception_handlers,
         openapi_config=_openapi(),
         cors_config=_cors(settings),
         request_max_body_size=MAX_BODY_BYTES,
         before_send=[add_rate_limit_headers] if limiter else [],
-        on_startup=[silence_server_access_log],
+        on_startup=[silence_server_access_log, _freeze_startup_objects],
         on_shutdown=[verifier.aclose, *([limiter.aclose] if limiter else [])],
         debug=False,
     )

@@ -13,7 +13,7 @@ from jwt.types import Options
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Guard
+from litestar.types import Guard, Scope
 
 from backend.ratelimit import RateLimiter
 from backend.settings import Settings
@@ -221,6 +221,14 @@ def _unauthorized(detail: str, *, token_sent: bool) -> NotAuthorizedException:
     return NotAuthorizedException(detail=detail, headers={"WWW-Authenticate": challenge})
 
 
+def _authorization(scope: Scope) -> str:
+    # Straight from the scope: ``connection.headers`` builds and copies a Headers object per call.
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return ""
+
+
 def owner_guard(verifier: TokenVerifier, limiter: RateLimiter | None = None) -> Guard:
     """A guard: a valid bearer token whose user is the path's ``{user_id}``, before any other work.
 
@@ -235,7 +243,7 @@ def owner_guard(verifier: TokenVerifier, limiter: RateLimiter | None = None) -> 
         raise error
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+        scheme, _sep, token = _authorization(connection.scope).partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             await reject(connection, _unauthorized("missing bearer token", token_sent=bool(scheme)))
@@ -243,7 +251,7 @@ def owner_guard(verifier: TokenVerifier, limiter: RateLimiter | None = None) -> 
             user = await verifier.verify(token)
         except InvalidToken as exc:
             await reject(connection, _unauthorized(str(exc), token_sent=True))
-        connection.state.user_id = user
+        connection.scope.setdefault("state", {})["user_id"] = user  # for the access log
         if limiter is not None:
             await limiter.check(connection, f"user:{user}")
         if connection.path_params.get("user_id") != user:

@@ -10,7 +10,6 @@ from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     EngineConfig,
     SQLAlchemyAsyncConfig,
-    SQLAlchemyPlugin,
 )
 
 from backend.settings import PROJECT_ROOT, Settings
@@ -63,7 +62,3 @@ def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             version_table_name="alembic_version",
         ),
     )
-
-
-def database_plugin(settings: Settings) -> SQLAlchemyPlugin:
-    return SQLAlchemyPlugin(config=database_config(settings))

@@ -1,6 +1,7 @@
 """HTTP handlers for ``/api/{user_id}/tasks``: one service call and one conversion each.
 
-The owner guard (``backend.auth``) has already checked that ``{user_id}`` is the token's subject.
+The owner guard (``backend.auth``) has already checked that ``{user_id}`` is the token's subject;
+``tasks`` is the app's one ``TaskService`` (``create_app``).
 """
 
 from __future__ import annotations
@@ -10,19 +11,18 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, Request, Response
 from litestar.datastructures import ResponseHeader
-from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
 from msgspec import Meta
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.body import StrictBody
 from backend.errors import problem_responses
+from backend.routes import delete, get, patch, post, put
 from backend.tasks.etags import etag, matches_current, parse_if_match
 from backend.tasks.models import Priority
 from backend.tasks.paging import page_headers
@@ -81,10 +81,6 @@ _PAGING = [
 ]
 
 
-def provide_tasks(db_engine: AsyncEngine) -> TaskService:
-    return TaskService(engine=db_engine)
-
-
 def _task(task: TaskRead, status_code: int = HTTP_200_OK, location: str | None = None) -> Response[TaskRead]:
     headers = {"ETag": etag(task.version)}
     if location:
@@ -96,7 +92,6 @@ class TaskController(Controller):
     path = "/api/{user_id:str}/tasks"
     tags = ["tasks"]
     security = [{"BearerAuth": []}]
-    dependencies = {"tasks": Provide(provide_tasks, sync_to_thread=False)}
     return_dto = None
 
     @get(
