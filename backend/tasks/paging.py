@@ -10,11 +10,11 @@ from litestar import Request
 
 def page_headers(request: Request[Any, Any, Any], *, total: int, limit: int, offset: int) -> dict[str, str]:
     # Keep the caller's filters; only the page moves.
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "offset")]
-    base = quote(request.url.path)
+    kept = urlencode([(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "offset")])
+    prefix = f"<{quote(request.url.path)}?{kept}{'&' if kept else ''}limit={limit}&offset="
 
     def link(rel: str, at: int) -> str:
-        return f'<{base}?{urlencode([*kept, ("limit", limit), ("offset", at)])}>; rel="{rel}"'
+        return f'{prefix}{at}>; rel="{rel}"'
 
     last = max(total - 1, 0) // limit * limit
     links = [link("first", 0)]
