@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.auth import TokenVerifier, owner_guard
 from backend.cli import TasksCLIPlugin
+from backend.connections import ConnectionQueue
 from backend.db import database_config
 from backend.errors import exception_handlers
 from backend.health import health, ready
@@ -87,8 +88,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     verifier = TokenVerifier(settings)
     limiter = rate_limiter(settings)
     db = database_config(settings)
-    # The service holds nothing but the engine: one for the app, not one per request.
-    tasks = TaskService(engine=db.get_engine())
+    # The service holds nothing but the connections: one for the app, not one per request.
+    pool_slots = settings.database_pool_size + settings.database_max_overflow
+    tasks = TaskService(
+        connections=ConnectionQueue(db.get_engine(), pool_slots, settings.database_pool_timeout)
+    )
     api = Router(
         path="/",
         guards=[owner_guard(verifier, limiter)],

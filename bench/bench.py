@@ -258,6 +258,7 @@ class Server:
     app: str
     workers: int
     env: dict[str, str]
+    loop: str = "uvloop"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     logfile: Any = None
@@ -270,7 +271,7 @@ class Server:
         self.logfile = (logdir / f"{self.name}.log").open("wb")
         cmd = [
             str(VENV_BIN / "uvicorn"), "--factory", self.app, "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(self.workers), "--loop", "uvloop", "--http", "httptools",
+            "--workers", str(self.workers), "--loop", self.loop, "--http", "httptools",
             "--no-access-log", "--log-level", "warning", "--backlog", "4096",
         ]  # fmt: skip
         self.process = subprocess.Popen(
@@ -494,7 +495,8 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         f"{meta['pool']}`, `DATABASE_MAX_OVERFLOW=0`, `DATABASE_POOL_TIMEOUT=5`; raw baseline: asyncpg pool "
         f"min=max={meta['pool']}, acquire timeout 5 s → 503). Same bound for both, sized to the 64-connection "
         f"case so no request of it waits for a connection; at 1,000 connections both queue for the pool. "
-        f"Servers: uvicorn, uvloop + httptools, no access log.",
+        f'Servers: uvicorn + httptools; the API on the {meta["api_loop"]} event loop as README "Deploying" '
+        f"runs it (with its JSON access log on, to a file), the raw baseline on uvloop (its fastest; no log).",
         "",
         "Columns: req/s; latency percentiles in ms; **err** = non-2xx responses + socket errors "
         "(connect/read/write), **t/o** = wrk timeouts (no answer in 10 s); **RSS** = peak resident memory "
@@ -610,6 +612,12 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="after the 1-worker 64-conn list and create runs, an extra run under py-spy (not in the table)",
     )
+    p.add_argument(
+        "--api-loop",
+        default=None,
+        choices=["asyncio", "uvloop"],
+        help="the API's event loop (BENCH_API_LOOP; asyncio, as README 'Deploying' runs it)",
+    )
     p.add_argument("--out", default=None, help="result file (default bench/results/<date>.md)")
     return p.parse_args()
 
@@ -627,6 +635,7 @@ def main() -> int:
     default_cases = "list,big_first,create" if quick else "list,big_first,big_last,get,toggle,update,create"
     case_names = (args.cases or os.environ.get("BENCH_CASES") or default_cases).split(",")
     pool = args.pool or int(os.environ.get("BENCH_POOL", "64"))
+    api_loop = args.api_loop or os.environ.get("BENCH_API_LOOP") or "asyncio"
     if shutil.which("wrk") is None:
         log("wrk is missing: apt-get install -y wrk")
         return 2
@@ -719,7 +728,7 @@ def main() -> int:
         log_notes: list[str] = []
         for kind, w, run_cases in plan:
             app = "backend.app:create_app" if kind == "api" else "bench.baseline_app:create_app"
-            server = Server(f"{kind}-w{w}", app, w, common_env)
+            server = Server(f"{kind}-w{w}", app, w, common_env, loop=api_loop if kind == "api" else "uvloop")
             servers.append(server)
             log(f"starting {kind} with {w} worker(s) on port {server.port}")
             server.start(work)
@@ -773,6 +782,7 @@ def main() -> int:
             "total": data["total"],
             "big_high": data["big_high"],
             "pool": pool,
+            "api_loop": api_loop,
             "load": load_at_start,
             "notes": (
                 (

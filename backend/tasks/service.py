@@ -44,6 +44,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from uuid_utils.compat import uuid7
 
+from backend.connections import ConnectionQueue
 from backend.errors import VersionMismatch
 from backend.tasks.models import Priority, Task
 from backend.tasks.schemas import TaskCreate, TaskRead, TaskStats
@@ -239,20 +240,28 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
     repository_type = TaskRepository
 
     def __init__(
-        self, session: AsyncSession | None = None, *, engine: AsyncEngine | None = None, **repo_kwargs: Any
+        self,
+        session: AsyncSession | None = None,
+        *,
+        engine: AsyncEngine | None = None,
+        connections: ConnectionQueue | None = None,
+        **repo_kwargs: Any,
     ) -> None:
-        # Request handlers pass only the engine: the hot methods below need a pooled connection, not a
-        # session, and building AA's repository costs more than a query. With a session, the generic
-        # Advanced Alchemy methods (self.repository, list, get...) work as usual.
+        # The app passes its ConnectionQueue (or an engine): the hot methods below need a pooled
+        # connection, not a session, and building AA's repository costs more than a query. With a
+        # session, the generic Advanced Alchemy methods (self.repository, list, get...) work as usual.
         if session is not None:
             super().__init__(session=session, **repo_kwargs)
+        if connections is not None:
+            engine = connections.engine
         bind = engine if engine is not None else (session.bind if session is not None else None)
         if not isinstance(bind, AsyncEngine):
             raise TypeError("TaskService needs an AsyncEngine, or a session bound to one")
         self._engine = bind
+        self._connect = connections.connect if connections is not None else bind.connect
 
     async def _run(self, sql: Sql, params: dict[str, Any], method: str) -> Any:
-        async with self._engine.connect() as connection:
+        async with self._connect() as connection:
             driver = cast("Connection", connection.sync_connection).connection.driver_connection
             try:
                 return await getattr(driver, method)(sql.text, *sql.args(params))

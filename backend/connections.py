@@ -1,0 +1,41 @@
+"""First come, first served: the engine's pooled connections handed out in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+
+class ConnectionQueue:
+    """At most ``size`` connections in use; everyone else waits in line, at most ``timeout`` seconds.
+
+    SQLAlchemy's async pool waits on an ``asyncio.Queue``, which is not fair: a connection given back
+    while requests wait goes to whoever asks next, often a request that has just arrived, and a waiter
+    that loses that race goes to the back of the line. With more requests than connections some then
+    wait until the pool timeout (bench, 1,000 connections: p99 of 5-8 s and 503s while the median was
+    0.1 s). ``asyncio.Semaphore`` wakes waiters in order and lets no newcomer pass them, so sized like
+    the pool it leaves the pool itself nobody to be unfair to.
+    """
+
+    def __init__(self, engine: AsyncEngine, size: int, timeout: float) -> None:
+        self.engine = engine
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(size)
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            # The pool's own timeout error: the same 503 + Retry-After as a pool that ran dry.
+            raise PoolTimeoutError(f"no database connection free within {self.timeout:g} s") from None
+        try:
+            async with self.engine.connect() as connection:
+                yield connection
+        finally:
+            self._slots.release()
