@@ -495,8 +495,9 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         f"{meta['pool']}`, `DATABASE_MAX_OVERFLOW=0`, `DATABASE_POOL_TIMEOUT=5`; raw baseline: asyncpg pool "
         f"min=max={meta['pool']}, acquire timeout 5 s → 503). Same bound for both, sized to the 64-connection "
         f"case so no request of it waits for a connection; at 1,000 connections both queue for the pool. "
-        f'Servers: uvicorn + httptools; the API on the {meta["api_loop"]} event loop as README "Deploying" '
-        f"runs it (with its JSON access log on, to a file), the raw baseline on uvloop (its fastest; no log).",
+        f"Servers: uvicorn + httptools; the API on the `{meta['api_loop']}` event loop (`serving` = "
+        f"`backend.eventloop`, as `scripts/serve` runs it) with its JSON access log on (to a file), "
+        f"the raw baseline on uvloop (its fastest; no log).",
         "",
         "Columns: req/s; latency percentiles in ms; **err** = non-2xx responses + socket errors "
         "(connect/read/write), **t/o** = wrk timeouts (no answer in 10 s); **RSS** = peak resident memory "
@@ -615,8 +616,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--api-loop",
         default=None,
-        choices=["asyncio", "uvloop"],
-        help="the API's event loop (BENCH_API_LOOP; asyncio, as README 'Deploying' runs it)",
+        choices=["serving", "asyncio", "uvloop"],
+        help="the API's event loop (BENCH_API_LOOP): serving = backend.eventloop (scripts/serve), the default",
     )
     p.add_argument("--out", default=None, help="result file (default bench/results/<date>.md)")
     return p.parse_args()
@@ -635,7 +636,7 @@ def main() -> int:
     default_cases = "list,big_first,create" if quick else "list,big_first,big_last,get,toggle,update,create"
     case_names = (args.cases or os.environ.get("BENCH_CASES") or default_cases).split(",")
     pool = args.pool or int(os.environ.get("BENCH_POOL", "64"))
-    api_loop = args.api_loop or os.environ.get("BENCH_API_LOOP") or "asyncio"
+    api_loop = args.api_loop or os.environ.get("BENCH_API_LOOP") or "serving"
     if shutil.which("wrk") is None:
         log("wrk is missing: apt-get install -y wrk")
         return 2
@@ -728,7 +729,12 @@ def main() -> int:
         log_notes: list[str] = []
         for kind, w, run_cases in plan:
             app = "backend.app:create_app" if kind == "api" else "bench.baseline_app:create_app"
-            server = Server(f"{kind}-w{w}", app, w, common_env, loop=api_loop if kind == "api" else "uvloop")
+            loop = (
+                ("backend.eventloop:ServingLoop" if api_loop == "serving" else api_loop)
+                if kind == "api"
+                else "uvloop"
+            )
+            server = Server(f"{kind}-w{w}", app, w, common_env, loop=loop)
             servers.append(server)
             log(f"starting {kind} with {w} worker(s) on port {server.port}")
             server.start(work)

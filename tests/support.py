@@ -70,10 +70,12 @@ def run_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.C
 
 @dataclass
 class ApiServer:
-    """The API served by uvicorn in a child process, exactly as ``litestar run`` would."""
+    """The API in a child process, served as in production (``scripts/serve``: uvicorn on the loop of
+    ``backend.eventloop``), or with ``dev=True`` as ``scripts/dev`` serves it (``litestar run``)."""
 
     env: dict[str, str]
-    args: tuple[str, ...] = ()  # more `litestar run` arguments, e.g. ("--wc", "2")
+    workers: int = 1
+    dev: bool = False
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
     # A file, not a pipe: nobody reads a pipe while tests run, and a full one would freeze the server.
@@ -85,15 +87,21 @@ class ApiServer:
 
     def start(self) -> ApiServer:
         env = {**os.environ, "LITESTAR_APP": "backend.app:create_app", **self.env}
-        self.process = subprocess.Popen(  # noqa: S603 - fixed executable
-            [str(VENV_BIN / "litestar"), "run", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
+        if self.dev:
+            command = [str(VENV_BIN / "litestar"), "run", "--host", "127.0.0.1", "--port", str(self.port)]
+            command += ["--wc", str(self.workers)]
+        else:
+            command = [str(ROOT / "scripts" / "serve")]
+            env.update(HOST="127.0.0.1", PORT=str(self.port), WORKERS=str(self.workers))
+        self.process = subprocess.Popen(  # noqa: S603 - fixed executables
+            command,
             cwd=ROOT,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
             # Its own process group: with --wc N, `litestar run` starts uvicorn as a child process,
-            # which a signal to the parent alone would leave running.
+            # which a signal to the parent alone would leave running (scripts/serve has no such gap).
             start_new_session=True,
         )
         deadline = time.monotonic() + 30
@@ -137,12 +145,10 @@ UNHANDLED = "unhandled error"  # what backend.errors logs with every 500
 
 
 @contextmanager
-def api_server(
-    env: dict[str, str], *, args: tuple[str, ...] = (), expect_errors: bool = False
-) -> Iterator[ApiServer]:
+def api_server(env: dict[str, str], *, dev: bool = False, expect_errors: bool = False) -> Iterator[ApiServer]:
     """A running API; afterwards ``server.output()`` is its log, which must hold no 500 (a bug even
     when no assertion saw the response) unless ``expect_errors``."""
-    server = ApiServer(env, args=args).start()
+    server = ApiServer(env, dev=dev).start()
     try:
         yield server
     finally:

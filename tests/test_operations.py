@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from tests.support import ApiServer, Tokens, redis_server
+from tests.support import ApiServer, Tokens, api_server, redis_server
 
 
 def log_lines(output: str) -> list[dict[str, object]]:
@@ -107,7 +107,7 @@ def test_graceful_shutdown_finishes_in_flight_requests(api_env: dict[str, str], 
 def test_workers_share_rate_limits_through_redis(api_env: dict[str, str], tokens: Tokens) -> None:
     with redis_server() as redis_url:
         env = {**api_env, "RATE_LIMIT": "5/day", "REDIS_URL": redis_url}
-        server = ApiServer(env, args=("--wc", "2")).start()
+        server = ApiServer(env, workers=2).start()
         try:
             deadline = time.monotonic() + 10
             statuses: list[int] = []
@@ -123,3 +123,12 @@ def test_workers_share_rate_limits_through_redis(api_env: dict[str, str], tokens
     assert statuses == [200] * 5 + [429] * 3
     pids = {line["pid"] for line in log_lines(output) if line.get("logger") == "tasks.access"}
     assert len(pids) >= 1
+
+
+def test_the_dev_server_serves_the_same_api(api_env: dict[str, str], tokens: Tokens) -> None:
+    """scripts/dev serves with `litestar run`, not scripts/serve: the same app, the same guard."""
+    with api_server(api_env, dev=True) as server:
+        assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+        mine = httpx.get(f"{server.url}/api/dev-user/tasks", headers=tokens.headers("dev-user"))
+        theirs = httpx.get(f"{server.url}/api/other-user/tasks", headers=tokens.headers("dev-user"))
+    assert (mine.status_code, theirs.status_code) == (200, 403)
