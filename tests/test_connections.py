@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection
 
-from backend.connections import ConnectionQueue
+from backend.connections import ConnectionQueue, checkout
 
-Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+Connect = Callable[[], AbstractAsyncContextManager[PoolProxiedConnection]]
 
 
 @asynccontextmanager
@@ -26,6 +27,11 @@ async def _engine(url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+async def _select_1(connection: PoolProxiedConnection) -> Any:
+    assert connection.driver_connection is not None
+    return await connection.driver_connection.fetchval("SELECT 1")
+
+
 async def _arrival_order(connect: Connect) -> list[str]:
     """Five requests queue behind a held connection; a sixth asks just as it is given back."""
     served: list[str] = []
@@ -33,7 +39,7 @@ async def _arrival_order(connect: Connect) -> list[str]:
     async def use(name: str) -> None:
         async with connect() as connection:
             served.append(name)
-            await connection.execute(text("SELECT 1"))
+            await _select_1(connection)
 
     release = asyncio.Event()
     late: list[asyncio.Task[None]] = []
@@ -41,9 +47,9 @@ async def _arrival_order(connect: Connect) -> list[str]:
     async def holder() -> None:
         async with connect():
             await release.wait()
-            # A request that arrives while the connection is being given back: in a server, one whose
-            # bytes were read in the same event-loop pass, so it runs before any waiter is resumed.
-            asyncio.get_running_loop().call_soon(lambda: late.append(asyncio.create_task(use("newcomer"))))
+            # A request that became runnable just before the connection is given back (in a server:
+            # one whose bytes were read in the same event-loop pass): it runs before any waiter resumes.
+            late.append(asyncio.create_task(use("newcomer")))
 
     holding = asyncio.create_task(holder())
     await asyncio.sleep(0.1)
@@ -73,7 +79,7 @@ def test_requests_waiting_for_a_connection_are_served_first_come_first_served(da
 def test_the_plain_pool_lets_a_newcomer_pass_the_line(database_url: str) -> None:
     """The control for the test above: SQLAlchemy's pool alone serves the newcomer before the waiting ones
     (so that test does exercise the race ConnectionQueue is there for)."""
-    order = _run(database_url, lambda engine: _arrival_order(engine.connect))
+    order = _run(database_url, lambda engine: _arrival_order(partial(checkout, engine)))
     assert order[0] == "newcomer"
 
 
@@ -94,6 +100,6 @@ def test_waiting_is_bounded_and_a_timed_out_waiter_frees_its_place(database_url:
                 await cancelled
         # The one connection is free again: neither waiter kept it.
         async with queue.connect() as connection:
-            assert (await connection.execute(text("SELECT 1"))).scalar() == 1
+            assert await _select_1(connection) == 1
 
     _run(database_url, test)

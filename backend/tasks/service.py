@@ -1,8 +1,8 @@
 """Every query on tasks. Each method takes the caller's ``user_id`` and each statement filters on it.
 
-Statements are SQLAlchemy Core, compiled once per shape and run on the request session's own asyncpg
-connection: one round trip per statement, no BEGIN/COMMIT pair (a single statement is atomic and
-durable by itself), rows turned straight into response Structs.
+Statements are SQLAlchemy Core, compiled once per shape and run on a pooled asyncpg connection
+(``backend.connections``): one round trip per statement, no BEGIN/COMMIT pair (a single statement is
+atomic and durable by itself), rows turned straight into response Structs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, NoReturn, cast
 from uuid import UUID
 
@@ -38,13 +38,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import greenlet_spawn
 from uuid_utils.compat import uuid7
 
-from backend.connections import ConnectionQueue
+from backend.connections import ConnectionQueue, checkout
 from backend.errors import VersionMismatch
 from backend.tasks.models import Priority, Task
 from backend.tasks.schemas import TaskCreate, TaskRead, TaskStats
@@ -258,17 +258,16 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
         if not isinstance(bind, AsyncEngine):
             raise TypeError("TaskService needs an AsyncEngine, or a session bound to one")
         self._engine = bind
-        self._connect = connections.connect if connections is not None else bind.connect
+        self._connect = connections.connect if connections is not None else partial(checkout, bind)
 
     async def _run(self, sql: Sql, params: dict[str, Any], method: str) -> Any:
         async with self._connect() as connection:
-            driver = cast("Connection", connection.sync_connection).connection.driver_connection
             try:
-                return await getattr(driver, method)(sql.text, *sql.args(params))
+                return await getattr(connection.driver_connection, method)(sql.text, *sql.args(params))
             except _CONNECTION_LOST:
                 # SQLAlchemy did not run this statement, so it cannot see the connection die: drop it,
                 # and the idle ones that died with it (a database restart), so the next request reconnects.
-                await connection.invalidate()
+                await greenlet_spawn(connection.invalidate)
                 await self._engine.dispose()
                 raise
 
