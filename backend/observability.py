@@ -48,6 +48,11 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging() -> None:
     """JSON lines on stdout for the app's loggers."""
+    # A line per request: skip, process-wide, what no formatter here prints, above all the stack
+    # walk for the caller's file and line (the logging HOWTO's "Optimization" section).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     for name in ("tasks", "backend"):
