@@ -611,7 +611,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="after the 1-worker 64-conn list and create runs, an extra run under py-spy (not in the table)",
+        help="after each 1-worker run at the first connection count, an extra run under py-spy (not in the table)",
     )
     p.add_argument(
         "--api-loop",
@@ -763,13 +763,7 @@ def main() -> int:
                     log(f"{kind} W{w} c{c} {case.name:9s} {r.rps:8,.0f} req/s  p50 {ms(res['p50'])}  "
                         f"p99 {ms(res['p99'])} ms  non2xx {r.non2xx}  sock {r.socket_errors}  t/o {r.timeouts}  "
                         f"rss {mb(r.rss_sum)} MB  tx/req {xacts:.2f}  cpu/req app {r.app_cpu_us:.0f} µs pg {r.pg_cpu_us:.0f} µs")  # fmt: skip
-                    if (
-                        pyspy
-                        and kind == "api"
-                        and w == 1
-                        and c == conns[0]
-                        and case.name in ("list", "create")
-                    ):
+                    if pyspy and kind == "api" and w == 1 and c == conns[0]:
                         profiles.append(profile_case(pyspy, server, req_file, c, duration, work, stamp, case))
                     if case.name == "create":
                         asyncio.run(delete_created(dsn))
