@@ -32,10 +32,10 @@ class ConnectionQueue:
 
     SQLAlchemy's async pool waits on an ``asyncio.Queue``, which is not fair: a connection given back
     while requests wait goes to whoever asks next, often a request that has just arrived, and a waiter
-    that loses that race goes to the back of the line. With more requests than connections some then
-    wait until the pool timeout (bench, 1,000 connections: p99 of 5-8 s and 503s while the median was
-    0.1 s). ``asyncio.Semaphore`` wakes waiters in order and lets no newcomer pass them, so sized like
-    the pool it leaves the pool itself nobody to be unfair to.
+    that loses that race goes to the back of the line. With more requests than connections, some lose
+    it until the pool timeout (bench, 1,000 connections: 34-237 503s per 10-s run of the fastest
+    case while the median wait was 0.1 s). ``asyncio.Semaphore`` wakes waiters in order and lets no
+    newcomer pass them, so sized like the pool it leaves the pool itself nobody to be unfair to.
     """
 
     def __init__(self, engine: AsyncEngine, size: int, timeout: float) -> None:

@@ -1,8 +1,9 @@
 """Litestar's route decorators, minus a copy of the route handler per request.
 
 Litestar 2 passes every guard ``copy(route_handler)`` (``BaseRouteHandler.authorize_connection``), so a
-guard cannot change the shared handler. That copy was 8 % of a create request's CPU (py-spy, see
-bench/README.md). Our guard never reads or changes the handler, so it gets the handler itself.
+guard cannot change the shared handler. That copy was 8 % of a create request's CPU (py-spy:
+bench/results/2026-11-21_233842_quick_profile_create.txt). Our guard never reads or changes the
+handler, so it gets the handler itself.
 """
 
 from __future__ import annotations
