@@ -49,6 +49,8 @@ TASKS_PER_USER = 50
 BIG_TASKS = 10_000
 PAGE = 50
 BIG_FILTER = "priority=high&sort=-due_at"
+# --api-loop choices -> uvicorn's --loop; "serving" is what scripts/serve runs.
+LOOPS = {"serving": "backend.eventloop:ServingLoop", "asyncio": "asyncio", "uvloop": "uvloop"}
 
 
 def log(msg: str) -> None:
@@ -616,7 +618,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--api-loop",
         default=None,
-        choices=["serving", "asyncio", "uvloop"],
+        choices=list(LOOPS),
         help="the API's event loop (BENCH_API_LOOP): serving = backend.eventloop (scripts/serve), the default",
     )
     p.add_argument("--out", default=None, help="result file (default bench/results/<date>.md)")
@@ -637,6 +639,9 @@ def main() -> int:
     case_names = (args.cases or os.environ.get("BENCH_CASES") or default_cases).split(",")
     pool = args.pool or int(os.environ.get("BENCH_POOL", "64"))
     api_loop = args.api_loop or os.environ.get("BENCH_API_LOOP") or "serving"
+    if api_loop not in LOOPS:
+        log(f"BENCH_API_LOOP must be one of {', '.join(LOOPS)} (got {api_loop!r})")
+        return 2
     if shutil.which("wrk") is None:
         log("wrk is missing: apt-get install -y wrk")
         return 2
@@ -729,11 +734,7 @@ def main() -> int:
         log_notes: list[str] = []
         for kind, w, run_cases in plan:
             app = "backend.app:create_app" if kind == "api" else "bench.baseline_app:create_app"
-            loop = (
-                ("backend.eventloop:ServingLoop" if api_loop == "serving" else api_loop)
-                if kind == "api"
-                else "uvloop"
-            )
+            loop = LOOPS[api_loop] if kind == "api" else "uvloop"
             server = Server(f"{kind}-w{w}", app, w, common_env, loop=loop)
             servers.append(server)
             log(f"starting {kind} with {w} worker(s) on port {server.port}")
