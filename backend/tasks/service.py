@@ -243,20 +243,17 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
         self,
         session: AsyncSession | None = None,
         *,
-        engine: AsyncEngine | None = None,
         connections: ConnectionQueue | None = None,
         **repo_kwargs: Any,
     ) -> None:
-        # The app passes its ConnectionQueue (or an engine): the hot methods below need a pooled
-        # connection, not a session, and building AA's repository costs more than a query. With a
-        # session, the generic Advanced Alchemy methods (self.repository, list, get...) work as usual.
+        # The app passes its ConnectionQueue: the hot methods below need a pooled connection, not a
+        # session, and building AA's repository costs more than a query. With a session, the generic
+        # Advanced Alchemy methods (self.repository, list, get...) work as usual.
         if session is not None:
             super().__init__(session=session, **repo_kwargs)
-        if connections is not None:
-            engine = connections.engine
-        bind = engine if engine is not None else (session.bind if session is not None else None)
+        bind = connections.engine if connections is not None else (session.bind if session else None)
         if not isinstance(bind, AsyncEngine):
-            raise TypeError("TaskService needs an AsyncEngine, or a session bound to one")
+            raise TypeError("TaskService needs a ConnectionQueue, or a session bound to an AsyncEngine")
         self._engine = bind
         self._connect = connections.connect if connections is not None else partial(checkout, bind)
 
