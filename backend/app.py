@@ -6,11 +6,7 @@ import gc
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Router
-from litestar.config.cors import CORSConfig
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.auth import TokenVerifier, owner_guard
 from backend.cli import TasksCLIPlugin
@@ -18,6 +14,8 @@ from backend.connections import ConnectionQueue
 from backend.db import database_config
 from backend.errors import exception_handlers
 from backend.health import health, ready
+from backend.http.cors import cors_config
+from backend.http.openapi import openapi_config
 from backend.observability import configure_logging, request_context, silence_server_access_log
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
@@ -25,41 +23,6 @@ from backend.tasks.controller import TaskController
 from backend.tasks.service import TaskService
 
 MAX_BODY_BYTES = 64 * 1024
-
-
-def _openapi() -> OpenAPIConfig:
-    return OpenAPIConfig(
-        title="Tasks API",
-        version="1.0.0",
-        description="Each signed-in user's tasks, and nobody else's. Every `/api/{user_id}/...` call needs "
-        "`Authorization: Bearer <JWT>` whose subject is `{user_id}`. Errors are `application/problem+json`.",
-        path="/schema",
-        render_plugins=[ScalarRenderPlugin()],
-        components=Components(
-            security_schemes={
-                "BearerAuth": SecurityScheme(
-                    type="http",
-                    scheme="bearer",
-                    bearer_format="JWT",
-                    description="A Better Auth JWT (from `/api/auth/token`) or an HS256 token signed with "
-                    "JWT_SECRET (`litestar tasks token <user_id>`).",
-                )
-            }
-        ),
-    )
-
-
-def _cors(settings: Settings) -> CORSConfig | None:
-    if not settings.cors_allow_origins:
-        return None
-    return CORSConfig(
-        allow_origins=list(settings.cors_allow_origins),
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match"],
-        # A browser hides response headers it is not told about; a frontend needs these.
-        expose_headers=["ETag", "Location", "Link", "X-Total-Count", "Retry-After"],
-        max_age=600,
-    )
 
 
 def rate_limiter(settings: Settings) -> RateLimiter | None:
@@ -103,8 +66,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[api, health, ready],
         plugins=[SQLAlchemyPlugin(config=db), TasksCLIPlugin(settings)],
         exception_handlers=exception_handlers,
-        openapi_config=_openapi(),
-        cors_config=_cors(settings),
+        openapi_config=openapi_config(),
+        cors_config=cors_config(settings),
         request_max_body_size=MAX_BODY_BYTES,
         before_send=[add_rate_limit_headers] if limiter else [],
         on_startup=[silence_server_access_log, _freeze_startup_objects],

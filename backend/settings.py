@@ -46,7 +46,15 @@ class Settings:
     jwt_leeway_seconds: int = 30
     jwt_jwks_timeout_seconds: float = 3.0
     jwt_jwks_min_refresh_seconds: float = 5.0
+    # Live updates: the direct (session) connection LISTEN needs; empty means DATABASE_URL.
+    database_listen_url: str | None = None
+    # A token whose lifetime (exp past iat, or past now without iat) exceeds this is refused.
+    jwt_max_lifetime_seconds: int = 86400
     cors_allow_origins: tuple[str, ...] = ()
+    # Request headers a browser may send besides the built-in list (Authorization, tracing headers...).
+    cors_allow_headers: tuple[str, ...] = ()
+    # Tasks one user may hold; a create past it is refused and creates nothing.
+    tasks_max_per_user: int = 100_000
     rate_limit: str = "600/minute"
     redis_url: str | None = None
 
@@ -200,5 +208,6 @@ def _validate(s: Settings) -> None:
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if s.database_pool_mode not in {"session", "transaction"}:
         raise ConfigError(f"DATABASE_POOL_MODE must be session or transaction (got {s.database_pool_mode!r})")
-    if s.database_pool_size < 1:
-        raise ConfigError("DATABASE_POOL_SIZE must be at least 1")
+    for name in ("database_pool_size", "tasks_max_per_user", "jwt_max_lifetime_seconds"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name.upper()} must be at least 1")
