@@ -10,7 +10,6 @@ from litestar.di import Provide
 
 from backend.auth import TokenVerifier, owner_guard
 from backend.cli import TasksCLIPlugin
-from backend.connections import ConnectionQueue
 from backend.db import database_config
 from backend.errors import exception_handlers
 from backend.health import health, ready
@@ -19,8 +18,7 @@ from backend.http.openapi import openapi_config
 from backend.observability import configure_logging, request_context, silence_server_access_log
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
-from backend.tasks.controller import TaskController
-from backend.tasks.service import TaskService
+from backend.tasks import TaskController, provide_tasks
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -51,15 +49,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     verifier = TokenVerifier(settings)
     limiter = rate_limiter(settings)
     db = database_config(settings)
-    # The service holds nothing but the connections: one for the app, not one per request.
-    pool_slots = settings.database_pool_size + settings.database_max_overflow
-    tasks = TaskService(
-        connections=ConnectionQueue(db.get_engine(), pool_slots, settings.database_pool_timeout)
-    )
     api = Router(
         path="/",
         guards=[owner_guard(verifier, limiter)],
-        dependencies={"tasks": Provide(lambda: tasks, use_cache=True, sync_to_thread=False)},
+        dependencies={"tasks": Provide(provide_tasks)},
         route_handlers=[TaskController],
     )
     app = Litestar(

@@ -12,7 +12,9 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
 )
 
+from backend.pool import FairAsyncPool
 from backend.settings import PROJECT_ROOT, Settings
+from backend.tasks.service import MAX_TASKS_INFO_KEY
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
@@ -36,25 +38,29 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
-    """One engine and pool per worker. The task handlers take the engine; a session (closed by the
-    plugin) exists only for code that asks for ``db_session``."""
+    """One engine and pool per worker; a session per request, opened by the plugin when a handler's
+    service needs one and closed after the response (AA's default ``before_send`` handler)."""
     return SQLAlchemyAsyncConfig(
         connection_string=settings.database_url,
         engine_config=EngineConfig(
+            poolclass=FairAsyncPool,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
             # Bounded wait for a connection: past it the request gets a 503, never a hang.
             pool_timeout=settings.database_pool_timeout,  # type: ignore[arg-type]
             # No ping on checkout (it costs BEGIN; ; ROLLBACK per request): a connection found dead is
-            # invalidated together with the idle ones (see TaskService._run), so recovery is immediate.
+            # invalidated together with the idle ones (backend.sql.DriverRepository), so recovery is
+            # immediate.
             pool_pre_ping=False,
             echo=settings.database_echo,
             connect_args=_connect_args(settings),
         ),
-        session_config=AsyncSessionConfig(expire_on_commit=False),
-        # Every task statement commits on its own (autocommit, one statement), so a 2xx is durable
-        # before the response is built; the plugin's default handler only closes sessions.
-        before_send_handler=None,
+        session_config=AsyncSessionConfig(
+            expire_on_commit=False,
+            # Per-app rules the services read from their session (AA's provider builds a service from
+            # the session alone).
+            info={MAX_TASKS_INFO_KEY: settings.tasks_max_per_user},
+        ),
         set_default_exception_handler=False,
         create_all=False,
         alembic_config=AlembicAsyncConfig(

@@ -70,6 +70,7 @@ _DESCRIPTIONS = {
     401: "Missing or invalid bearer token (see `WWW-Authenticate`)",
     403: "The path's user id is not the token's subject",
     404: "No such task for this user (also for another user's task and for a non-UUID id)",
+    409: "The change conflicts with the stored data (e.g. the per-user task limit is reached)",
     412: "`If-Match` does not match the task's current version; nothing was changed",
     413: "Request body over 64 KiB",
     415: "Request body is not `application/json`",

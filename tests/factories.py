@@ -9,10 +9,10 @@ import msgspec
 from polyfactory import Use
 from polyfactory.factories.msgspec_factory import MsgspecFactory
 
-from backend.tasks.schemas import TaskCreate
+from backend.tasks.schemas import TaskWrite
 
 
-class TaskCreateFactory(MsgspecFactory[TaskCreate]):
+class TaskWriteFactory(MsgspecFactory[TaskWrite]):
     title = Use(lambda: MsgspecFactory.__faker__.sentence(nb_words=4).rstrip("."))
     description = Use(lambda: MsgspecFactory.__random__.choice([None, MsgspecFactory.__faker__.text(200)]))
     completed = False
@@ -34,6 +34,6 @@ class TaskCreateFactory(MsgspecFactory[TaskCreate]):
 
 def task_payload(**overrides: Any) -> dict[str, Any]:
     """A JSON-ready body for POST /tasks."""
-    body: dict[str, Any] = msgspec.to_builtins(TaskCreateFactory.build())
+    body: dict[str, Any] = msgspec.to_builtins(TaskWriteFactory.build())
     body.update(overrides)
     return body

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import httpx
 
-from tests.support import ApiServer, Tokens
+from tests.support import ApiServer, Tokens, api_server
 from tests.test_tasks_crud import create
 
 
@@ -39,3 +40,57 @@ def test_concurrent_creates_all_land(client: httpx.Client, api: ApiServer, token
 
     assert asyncio.run(run()) == [201] * 50
     assert client.get("/tasks").headers["X-Total-Count"] == "50"
+
+
+async def _seed(database_url: str, user: str, count: int) -> None:
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(
+            "INSERT INTO tasks (id, user_id, title, completed, priority, tags, created_at, updated_at, "
+            "version) SELECT gen_random_uuid(), $1, 'bulk ' || i, i % 2 = 0, 'medium', '{}', now(), now(), 1 "
+            "FROM generate_series(1, $2) AS i",
+            user,
+            count,
+        )
+    finally:
+        await conn.close()
+
+
+def test_concurrent_bulk_writes_on_a_large_list_do_not_deadlock(
+    database_url: str, api: ApiServer, tokens: Tokens, user: str
+) -> None:
+    # Opposite complete-all requests on 20,000 tasks used to lock rows in different orders and deadlock
+    # (500s); bulk writes now lock in one order, so they wait for each other instead.
+    asyncio.run(_seed(database_url, user, 20_000))
+
+    async def run() -> list[int]:
+        in_flight = asyncio.Semaphore(6)
+        async with httpx.AsyncClient(headers=tokens.headers(user), timeout=120) as c:
+
+            async def complete_all(value: bool) -> int:
+                async with in_flight:
+                    url = f"{api.url}/api/{user}/tasks/complete-all"
+                    return (await c.post(url, json={"completed": value})).status_code
+
+            return await asyncio.gather(*(complete_all(i % 2 == 0) for i in range(40)))
+
+    assert asyncio.run(run()) == [200] * 40
+    with httpx.Client(headers=tokens.headers(user), timeout=120) as c:
+        response = c.delete(f"{api.url}/api/{user}/tasks", params={"completed": "true"})
+        assert response.status_code == 200
+
+
+def test_the_task_quota_refuses_creates_past_it(api_env: dict[str, str], tokens: Tokens, user: str) -> None:
+    with api_server({**api_env, "TASKS_MAX_PER_USER": "3"}) as server:
+        with httpx.Client(base_url=f"{server.url}/api/{user}", headers=tokens.headers(user)) as c:
+            ids = [c.post("/tasks", json={"title": f"t{i}"}).json()["id"] for i in range(3)]
+            refused = c.post("/tasks", json={"title": "one too many"})
+            assert refused.status_code == 409
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert "at most 3 tasks" in refused.json()["detail"]
+            assert c.get("/tasks").headers["X-Total-Count"] == "3"
+            assert c.delete(f"/tasks/{ids[0]}").status_code == 204
+            assert c.post("/tasks", json={"title": "room again"}).status_code == 201
+        other = f"{user}-other"
+        with httpx.Client(base_url=f"{server.url}/api/{other}", headers=tokens.headers(other)) as c:
+            assert c.post("/tasks", json={"title": "a quota is per user"}).status_code == 201

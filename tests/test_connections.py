@@ -1,35 +1,55 @@
-"""Database connections go to requests in arrival order, and nobody waits past the pool timeout."""
+"""The pool (``backend.pool``) hands connections out in arrival order, and nobody waits past its timeout."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util import greenlet_spawn
 
-from backend.connections import ConnectionQueue, checkout
+from backend.pool import FairAsyncPool
 
-Connect = Callable[[], AbstractAsyncContextManager[PoolProxiedConnection]]
+Connect = Callable[[], AbstractAsyncContextManager[Any]]
 
 
 @asynccontextmanager
-async def _engine(url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
+async def _engine(
+    url: str, poolclass: type[Any] = FairAsyncPool, pool_timeout: float = 30
+) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(
+        url, poolclass=poolclass, pool_size=1, max_overflow=0, pool_timeout=pool_timeout
+    )
     try:
         yield engine
     finally:
         await engine.dispose()
 
 
-async def _select_1(connection: PoolProxiedConnection) -> Any:
-    assert connection.driver_connection is not None
+async def _select_1(connection: Any) -> Any:
+    if isinstance(connection, AsyncConnection):
+        return (await connection.execute(text("SELECT 1"))).scalar()
     return await connection.driver_connection.fetchval("SELECT 1")
+
+
+def _checkout(engine: AsyncEngine) -> Connect:
+    """The pool's connection itself, as a repository takes it for a request."""
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[Any]:
+        connection = await engine.raw_connection()
+        try:
+            yield connection
+        finally:
+            await greenlet_spawn(connection.close)
+
+    return connect
 
 
 async def _arrival_order(connect: Connect) -> list[str]:
@@ -63,43 +83,44 @@ async def _arrival_order(connect: Connect) -> list[str]:
     return served
 
 
-def _run(url: str, test: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
+def _run(url: str, test: Callable[[AsyncEngine], Awaitable[Any]], **engine: Any) -> Any:
     async def main() -> Any:
-        async with _engine(url) as engine:
-            return await test(engine)
+        async with _engine(url, **engine) as e:
+            return await test(e)
 
     return asyncio.run(main())
 
 
 def test_requests_waiting_for_a_connection_are_served_first_come_first_served(database_url: str) -> None:
-    order = _run(database_url, lambda engine: _arrival_order(ConnectionQueue(engine, 1, 30).connect))
+    order = _run(database_url, lambda engine: _arrival_order(_checkout(engine)))
     assert order == [f"waiter {i}" for i in range(5)] + ["newcomer"]
 
 
-def test_the_plain_pool_lets_a_newcomer_pass_the_line(database_url: str) -> None:
-    """The control for the test above: SQLAlchemy's pool alone serves the newcomer before the waiting ones
-    (so that test does exercise the race ConnectionQueue is there for)."""
-    order = _run(database_url, lambda engine: _arrival_order(partial(checkout, engine)))
+def test_the_stock_pool_lets_a_newcomer_pass_the_line(database_url: str) -> None:
+    """The control for the test above: SQLAlchemy's own pool serves the newcomer before the waiting ones
+    (so that test does exercise the race FairAsyncPool is there for)."""
+    order = _run(
+        database_url, lambda engine: _arrival_order(_checkout(engine)), poolclass=AsyncAdaptedQueuePool
+    )
     assert order[0] == "newcomer"
 
 
 def test_waiting_is_bounded_and_a_timed_out_waiter_frees_its_place(database_url: str) -> None:
     async def test(engine: AsyncEngine) -> None:
-        queue = ConnectionQueue(engine, 1, 0.3)
-        async with queue.connect():
+        async with engine.connect():
             started = asyncio.get_running_loop().time()
             with pytest.raises(PoolTimeoutError, match=r"no database connection free within 0\.3 s"):
-                async with queue.connect():
+                async with engine.connect():
                     pass
             assert 0.3 <= asyncio.get_running_loop().time() - started < 5
             # A waiter that gives up (a client that went away) leaves its place too.
-            cancelled = asyncio.create_task(queue.connect().__aenter__())
+            cancelled = asyncio.create_task(engine.connect().__aenter__())
             await asyncio.sleep(0.05)
             cancelled.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await cancelled
         # The one connection is free again: neither waiter kept it.
-        async with queue.connect() as connection:
+        async with engine.connect() as connection:
             assert await _select_1(connection) == 1
 
-    _run(database_url, test)
+    _run(database_url, test, pool_timeout=0.3)

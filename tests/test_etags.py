@@ -189,7 +189,7 @@ def test_weak_etag_never_matches_if_match(client: httpx.Client, kind: str) -> No
 
 
 @write_kinds
-@pytest.mark.parametrize("header", ["1", '"1', "'1'", '"one"', '"1" "2"', "W/1", '"-1"'])
+@pytest.mark.parametrize("header", ["1", '"1', "'1'", '"1" "2"', "W/1", '"a b"', '"1"x'])
 def test_malformed_if_match_is_400(client: httpx.Client, kind: str, header: str) -> None:
     task = create(client)
     write, _ = WRITES[kind]
@@ -209,6 +209,26 @@ def test_if_match_naming_a_version_no_task_can_have_is_412(client: httpx.Client,
         response = write(client, task["id"], {"If-Match": header})
         assert response.status_code == 412, (header, response.text)
         assert_unchanged(client, task)
+
+
+@write_kinds
+def test_if_match_compares_tags_as_opaque_strings(client: httpx.Client, kind: str) -> None:
+    # Strong comparison is character by character (RFC 9110 8.8.3.2): "01" and "1 " are other tags than
+    # "1", and a well-formed tag we never hand out ("one", "-1") simply does not match.
+    task = create(client)
+    write, _ = WRITES[kind]
+    for header in ('"01"', '"+1"', '"one"', '"-1"', '"1.0"'):
+        response = write(client, task["id"], {"If-Match": header})
+        assert response.status_code == 412, (header, response.text)
+        assert_unchanged(client, task)
+
+
+def test_if_none_match_compares_tags_as_opaque_strings(client: httpx.Client) -> None:
+    task = create(client)
+    response = client.get(f"/tasks/{task['id']}", headers={"If-None-Match": '"01"'})
+    assert response.status_code == 200
+    response = client.get(f"/tasks/{task['id']}", headers={"If-None-Match": 'W/"1"'})
+    assert response.status_code == 304
 
 
 @write_kinds

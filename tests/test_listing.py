@@ -9,22 +9,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
 import pytest
 
+from backend.tasks.filters import TaskFilter
 from backend.tasks.models import Priority
-from backend.tasks.service import (
-    DELETE_COMPLETED,
-    SET_COMPLETED_ALL,
-    SORTABLE,
-    STATS,
-    TaskFilter,
-    list_statements,
-)
+from backend.tasks.repository import DELETE_COMPLETED, SET_COMPLETED_ALL, STATS, list_statements
+from backend.tasks.schemas import SORTABLE, SortKey
 from tests.factories import task_payload
 from tests.support import ApiServer, Tokens
 
@@ -339,7 +334,16 @@ def test_empty_list(client: httpx.Client) -> None:
         ("tag", "\x00"),
         ("tag", "x" * 31),
         ("tag", "   "),
+        ("tag", "\u0130" * 30),  # "İ" lower-cases to two characters: 60 > 30
         ("q", ""),
+        ("completed", "null"),
+        ("completed", "1"),
+        ("completed", "True"),
+        ("limit", "1e2"),
+        ("limit", "5.0"),
+        ("limit", "+5"),
+        ("offset", "0x10"),
+        ("offset", " 1"),
     ],
 )
 def test_invalid_values_are_400_naming_the_parameter(client: httpx.Client, param: str, value: str) -> None:
@@ -390,6 +394,27 @@ def test_link_header_on_first_middle_and_last_page(client: httpx.Client, user: s
     check(0, {"first": 0, "next": 2, "last": 4})
     check(2, {"first": 0, "prev": 0, "next": 4, "last": 4})
     check(4, {"first": 0, "prev": 2, "last": 4})
+
+
+def test_a_query_parameter_given_twice_is_400(client: httpx.Client) -> None:
+    for name, values in (("limit", ["5", "6"]), ("offset", ["0", "0"]), ("completed", ["true", "false"])):
+        response = client.get("/tasks", params=[(name, v) for v in values])
+        assert_bad_param(response, name)
+
+
+def test_link_header_keeps_only_the_filters_and_sort(client: httpx.Client) -> None:
+    # Unknown parameters (a cache-buster, junk) are ignored, and not copied into every link: a long query
+    # string must not make a response header several times its size.
+    create(client, priority="high", tags=["home"])
+    junk = "j" * 20_000
+    response = client.get(
+        "/tasks", params={"priority": "high", "tag": "home", "sort": "title", "_": "123", "junk": junk}
+    )
+    assert response.status_code == 200
+    assert len(response.headers["Link"]) < 1_000
+    for target in links(response).values():
+        query = query_of(target)
+        assert set(query) == {"priority", "tag", "sort", "limit", "offset"}, target
 
 
 def test_link_header_on_a_single_page(client: httpx.Client) -> None:
@@ -622,7 +647,7 @@ def _queries(user: str) -> dict[str, tuple[str, list[Any]]]:
     queries: dict[str, tuple[str, list[Any]]] = {}
     for name, base in filters.items():
         for sort in sorts if name == "none" else ["-created_at", "priority"]:
-            f = replace(base, sort=sort)
+            f = replace(base, sort=cast("SortKey", sort))
             page, count = list_statements(f)
             queries[f"page {name} sort={sort}"] = (page.text, page.args(f.params(user)))
         last = replace(base, offset=9900)

@@ -87,26 +87,76 @@ def test_error_example_shape(client: httpx.Client, user: str) -> None:
     }
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"{bad json",
-        b'{"title": "x"',
-        b'{"title": "\\ud800"}',  # a lone surrogate
-        b'{"title": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8
-        b'{"title": "\xff"}',  # not UTF-8 at all
-        b"",
-    ],
-)
-def test_malformed_json_is_400(client: httpx.Client, raw: bytes) -> None:
-    response = client.post("/tasks", content=raw, headers={"Content-Type": "application/json"})
-    errors_of(response)
+# (body, the start of the message that must name the problem). Every write route decodes the same way.
+BROKEN_JSON = [
+    (b"{bad json", "malformed JSON at byte 1"),
+    (b'{"title": "x"', "malformed JSON at byte 13"),
+    (b"[[[[", "malformed JSON at byte 4"),
+    (b'{"title":1,}', "malformed JSON at byte 11: trailing comma"),
+    (b'{"x":1,', "malformed JSON at byte 7"),
+    (b'{"title":"a","x":NaN}', "malformed JSON at byte 17"),
+    (b'{"title": "a"} trailing', "malformed JSON at byte 15: trailing characters"),
+    (b'{"title": "\\ud800"}', "malformed JSON at byte 11: a lone UTF-16 surrogate"),
+    (b'{"title": "\xed\xa0\x80"}', "malformed JSON at byte 11: not valid UTF-8"),
+    (b'{"title": "\xff"}', "malformed JSON at byte 11: not valid UTF-8"),
+    (b'{"title": "\xe2\x82', "malformed JSON at byte 11: not valid UTF-8"),
+    (b"   ", "the request body is empty or white space"),
+    (b"[" * 10_000 + b"]" * 10_000, "JSON is nested too deeply"),
+    (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "JSON is nested too deeply"),
+]
+NUMBERS = [
+    (b'{"title": 1e999}', "title", "Number out of range"),
+    (b'{"title": "x", "completed": ' + b"9" * 5000 + b"}", "completed", "Number out of range"),
+    (b'{"title": -1e400}', "title", "Number out of range"),
+]
+WRITE_ROUTES = [
+    ("POST", "/tasks"),
+    ("PUT", "/tasks/{id}"),
+    ("PATCH", "/tasks/{id}"),
+    ("POST", "/tasks/complete-all"),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), BROKEN_JSON)
+def test_malformed_json_is_400_saying_where(client: httpx.Client, raw: bytes, message: str) -> None:
+    task = create(client)
+    for method, path in WRITE_ROUTES:
+        response = client.request(
+            method, path.format(id=task["id"]), content=raw, headers={"Content-Type": "application/json"}
+        )
+        errors = errors_of(response)
+        assert errors["body"].startswith(message), (method, path, errors)
+    response = client.patch(
+        f"/tasks/{task['id']}/complete", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert errors_of(response)["body"].startswith(message)
+    assert client.get("/tasks").json() == [task]
+
+
+@pytest.mark.parametrize(("raw", "field", "message"), NUMBERS)
+def test_huge_numbers_are_400_naming_the_field(
+    client: httpx.Client, raw: bytes, field: str, message: str
+) -> None:
+    errors = errors_of(client.post("/tasks", content=raw, headers={"Content-Type": "application/json"}))
+    assert errors[field] == message, errors
     assert client.get("/tasks").json() == []
 
 
-@pytest.mark.parametrize("raw", [b"[]", b'"title"', b"null", b"42"])
-def test_body_must_be_an_object(client: httpx.Client, raw: bytes) -> None:
-    errors_of(client.post("/tasks", content=raw, headers={"Content-Type": "application/json"}))
+def test_empty_body_is_400_saying_a_body_is_required(client: httpx.Client) -> None:
+    task = create(client)
+    for method, path in WRITE_ROUTES:
+        response = client.request(
+            method, path.format(id=task["id"]), headers={"Content-Type": "application/json"}
+        )
+        assert errors_of(response) == {"body": "a JSON request body is required"}, (method, path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "what"), [(b"[]", "an array"), (b'"title"', "a string"), (b"null", "null"), (b"42", "a number")]
+)
+def test_body_must_be_an_object(client: httpx.Client, raw: bytes, what: str) -> None:
+    errors = errors_of(client.post("/tasks", content=raw, headers={"Content-Type": "application/json"}))
+    assert errors == {"body": f"must be a JSON object, not {what}"}
 
 
 def test_non_json_content_type_is_415(client: httpx.Client) -> None:

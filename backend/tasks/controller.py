@@ -1,46 +1,44 @@
 """HTTP handlers for ``/api/{user_id}/tasks``: one service call and one conversion each.
 
 The owner guard (``backend.auth``) has already checked that ``{user_id}`` is the token's subject;
-``tasks`` is the app's one ``TaskService`` (``create_app``).
+``tasks`` is a ``TaskService`` on this request's session (``backend.tasks.provide_tasks``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-import msgspec
 from litestar import Controller, Request, Response
-from litestar.datastructures import ResponseHeader
-from litestar.exceptions import ValidationException
+from litestar.dto import DTOData
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
-from msgspec import Meta
 
-from backend.body import StrictBody
 from backend.errors import problem_responses
-from backend.routes import delete, get, patch, post, put
-from backend.tasks.etags import etag, matches_current, parse_if_match
+from backend.http.etags import ETAG_HEADER, etag, matches_current, parse_if_match
+from backend.http.headers import documented_header
+from backend.http.paging import page_headers, paging_headers
+from backend.http.query import require_canonical
+from backend.http.routes import delete, get, patch, post, put
+from backend.tasks.filters import FILTER_PARAMS, Status, TaskFilter
 from backend.tasks.models import Priority
-from backend.tasks.paging import page_headers
 from backend.tasks.schemas import (
+    TAG_MAX,
     CompletedBody,
+    CompletedDTO,
     DeletedCount,
-    TaskCreate,
+    SortKey,
+    TaskCreateDTO,
     TaskRead,
     TaskStats,
-    TaskUpdate,
+    TaskUpdateDTO,
+    TaskWrite,
     UpdatedCount,
 )
-from backend.tasks.service import TaskFilter, TaskService
+from backend.tasks.service import TaskService
 
-SortKey = Literal[
-    "created_at", "-created_at", "updated_at", "-updated_at", "due_at", "-due_at",
-    "priority", "-priority", "title", "-title",
-]  # fmt: skip
 TaskId = Annotated[str, Parameter(description="The task's id (a UUID; anything else is a 404).")]
 IfMatch = Annotated[
     str | None,
@@ -49,36 +47,22 @@ IfMatch = Annotated[
         description='Apply only if the task\'s ETag is one of these (e.g. `"3"`), else 412.',
     ),
 ]
-
-
-def _header(name: str, description: str, example: str) -> ResponseHeader:
-    # documentation_only: the handler sets the value; `value` here only gives OpenAPI its type.
-    return ResponseHeader(name=name, description=description, value=example, documentation_only=True)
-
-
 _RFC3339 = "RFC 3339 timestamp with a zone, e.g. `2026-12-01T09:00:00Z` (encode `+` as `%2B`)."
-AwareDatetime = Annotated[datetime, Meta(tz=True)]
+DueBound = Annotated[str | None, Parameter(schema_extra={"format": "date-time"})]
 MAX_OFFSET = 10_000_000
+_LOCATION = documented_header(
+    "Location", "The new task's URL.", "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21"
+)
 
 
 class _OptionalBody(Operation):
     """OpenAPI: the body of this operation may be left out (Litestar marks every body required)."""
 
-    def __post_init__(self) -> None:
+    def to_schema(self) -> dict[str, Any]:
+        # At rendering: Litestar sets ``required`` on the body after the operation is built.
         if isinstance(self.request_body, RequestBody):
             self.request_body.required = False
-
-
-_ETAG = _header("ETag", "The task's version, quoted.", '"3"')
-_LOCATION = _header("Location", "The new task's URL.", "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21")
-_PAGING = [
-    _header("X-Total-Count", "Tasks matching the whole filter.", "120"),
-    _header(
-        "Link",
-        "RFC 8288 links `first`, `prev`, `next`, `last` (where they exist), keeping the filters.",
-        '</api/u1/tasks?sort=title&limit=50&offset=50>; rel="next"',
-    ),
-]
+        return super().to_schema()
 
 
 def _task(task: TaskRead, status_code: int = HTTP_200_OK, location: str | None = None) -> Response[TaskRead]:
@@ -92,7 +76,6 @@ class TaskController(Controller):
     path = "/api/{user_id:str}/tasks"
     tags = ["tasks"]
     security = [{"BearerAuth": []}]
-    return_dto = None
 
     @get(
         "/",
@@ -101,7 +84,7 @@ class TaskController(Controller):
         "`first`, `prev`, `next` and `last` (RFC 8288) keeping the filters. `due_after` is inclusive, "
         "`due_before` exclusive. Unknown values and out-of-range numbers are a 400.",
         responses=problem_responses(),
-        response_headers=_PAGING,
+        response_headers=paging_headers("Tasks"),
     )
     async def list_tasks(
         self,
@@ -109,32 +92,44 @@ class TaskController(Controller):
         tasks: TaskService,
         user_id: str,
         completed: bool | None = None,
-        status: Literal["all", "active", "completed"] | None = None,
+        status: Status | None = None,
         priority: Priority | None = None,
-        tag: Annotated[str | None, Parameter(min_length=1, max_length=30)] = None,
+        tag: Annotated[str | None, Parameter(min_length=1, max_length=TAG_MAX)] = None,
         q: Annotated[str | None, Parameter(min_length=1, max_length=255)] = None,
-        due_before: Annotated[str | None, Parameter(description=_RFC3339 + " Exclusive.")] = None,
-        due_after: Annotated[str | None, Parameter(description=_RFC3339 + " Inclusive.")] = None,
+        due_before: Annotated[DueBound, Parameter(description=_RFC3339 + " Exclusive.")] = None,
+        due_after: Annotated[DueBound, Parameter(description=_RFC3339 + " Inclusive.")] = None,
         sort: SortKey = "-created_at",
         limit: Annotated[int, Parameter(ge=1, le=200)] = 100,
         offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Response[list[TaskRead]]:
-        f = _list_filter(
-            completed, status, priority, tag, q, due_before, due_after, sort=sort, limit=limit, offset=offset
+        require_canonical(request, integers=("limit", "offset"), booleans=("completed",))
+        f = TaskFilter.build(
+            completed=completed,
+            status=status,
+            priority=priority,
+            tag=tag,
+            q=q,
+            due_before=due_before,
+            due_after=due_after,
+            sort=sort,
+            limit=limit,
+            offset=offset,
         )
         items, total = await tasks.list_tasks(user_id, f)
-        return Response(items, headers=page_headers(request, total=total, limit=limit, offset=offset))
+        headers = page_headers(request, total=total, limit=limit, offset=offset, keep=FILTER_PARAMS)
+        return Response(items, headers=headers)
 
     @post(
         "/",
         summary="Create a task",
-        dto=StrictBody[TaskCreate],
+        dto=TaskCreateDTO,
+        return_dto=None,
         status_code=HTTP_201_CREATED,
-        responses=problem_responses(413, 415),
+        responses=problem_responses(409, 413, 415),
         response_description="The new task.",
-        response_headers=[_LOCATION, _ETAG],
+        response_headers=[_LOCATION, ETAG_HEADER],
     )
-    async def create_task(self, tasks: TaskService, user_id: str, data: TaskCreate) -> Response[TaskRead]:
+    async def create_task(self, tasks: TaskService, user_id: str, data: TaskWrite) -> Response[TaskRead]:
         task = await tasks.add_task(user_id, data)
         return _task(task, HTTP_201_CREATED, f"/api/{quote(user_id, safe='')}/tasks/{task.id}")
 
@@ -144,17 +139,18 @@ class TaskController(Controller):
         description="`overdue`: not completed and `due_at` in the past.",
         responses=problem_responses(),
     )
-    async def stats(self, tasks: TaskService, user_id: str) -> TaskStats:
+    async def get_task_stats(self, tasks: TaskService, user_id: str) -> TaskStats:
         return await tasks.stats(user_id)
 
     @post(
         "/complete-all",
         summary="Set `completed` on every task of the caller",
-        dto=StrictBody[CompletedBody],
+        dto=CompletedDTO,
+        return_dto=None,
         status_code=HTTP_200_OK,
         responses=problem_responses(413, 415),
     )
-    async def complete_all(self, tasks: TaskService, user_id: str, data: CompletedBody) -> UpdatedCount:
+    async def complete_all_tasks(self, tasks: TaskService, user_id: str, data: CompletedBody) -> UpdatedCount:
         return UpdatedCount(updated=await tasks.complete_all(user_id, data.completed))
 
     @delete(
@@ -164,7 +160,7 @@ class TaskController(Controller):
         status_code=HTTP_200_OK,
         responses=problem_responses(),
     )
-    async def clear_completed(
+    async def clear_completed_tasks(
         self,
         tasks: TaskService,
         user_id: str,
@@ -172,14 +168,14 @@ class TaskController(Controller):
             Literal["true"], Parameter(description="Must be `true`: only completed tasks go.")
         ],
     ) -> DeletedCount:
-        return DeletedCount(deleted=await tasks.delete_completed(user_id))
+        return DeletedCount(deleted=await tasks.clear_completed(user_id))
 
     @get(
         "/{task_id:str}",
         summary="Get one task",
         description="`If-None-Match` with its current ETag gives 304 and no body.",
         responses={**problem_responses(404), 304: ResponseSpec(None, description="Not modified")},
-        response_headers=[_ETAG],
+        response_headers=[ETAG_HEADER],
     )
     async def get_task(
         self,
@@ -195,29 +191,43 @@ class TaskController(Controller):
 
     @put(
         "/{task_id:str}",
-        summary="Update the fields given",
+        summary="Update the fields given (same as PATCH)",
         description="A field left out stays as it is; `null` clears `description` or `due_at`; "
         "an empty object changes nothing.",
-        dto=StrictBody[TaskUpdate],
+        dto=TaskUpdateDTO,
+        return_dto=None,
         responses=problem_responses(404, 412, 413, 415),
-        response_headers=[_ETAG],
+        response_headers=[ETAG_HEADER],
     )
-    async def put_task(
-        self, tasks: TaskService, user_id: str, task_id: TaskId, data: TaskUpdate, if_match: IfMatch = None
+    async def replace_task(
+        self,
+        tasks: TaskService,
+        user_id: str,
+        task_id: TaskId,
+        data: DTOData[TaskWrite],
+        if_match: IfMatch = None,
     ) -> Response[TaskRead]:
-        return _task(await tasks.update_task(user_id, task_id, data.changes(), parse_if_match(if_match)))
+        return _task(await tasks.update_task(user_id, task_id, data.as_builtins(), parse_if_match(if_match)))
 
     @patch(
         "/{task_id:str}",
-        summary="Update the fields given (same as PUT)",
-        dto=StrictBody[TaskUpdate],
+        summary="Update the fields given",
+        description="A field left out stays as it is; `null` clears `description` or `due_at`; "
+        "an empty object changes nothing.",
+        dto=TaskUpdateDTO,
+        return_dto=None,
         responses=problem_responses(404, 412, 413, 415),
-        response_headers=[_ETAG],
+        response_headers=[ETAG_HEADER],
     )
-    async def patch_task(
-        self, tasks: TaskService, user_id: str, task_id: TaskId, data: TaskUpdate, if_match: IfMatch = None
+    async def update_task(
+        self,
+        tasks: TaskService,
+        user_id: str,
+        task_id: TaskId,
+        data: DTOData[TaskWrite],
+        if_match: IfMatch = None,
     ) -> Response[TaskRead]:
-        return _task(await tasks.update_task(user_id, task_id, data.changes(), parse_if_match(if_match)))
+        return _task(await tasks.update_task(user_id, task_id, data.as_builtins(), parse_if_match(if_match)))
 
     @delete(
         "/{task_id:str}",
@@ -234,12 +244,13 @@ class TaskController(Controller):
         "/{task_id:str}/complete",
         summary="Toggle `completed`, or set it",
         description='No body: toggle atomically. Body `{"completed": true|false}`: set it.',
-        dto=StrictBody[CompletedBody],
+        dto=CompletedDTO,
+        return_dto=None,
         responses=problem_responses(404, 412, 413, 415),
         operation_class=_OptionalBody,
-        response_headers=[_ETAG],
+        response_headers=[ETAG_HEADER],
     )
-    async def complete_task(
+    async def set_task_completion(
         self,
         tasks: TaskService,
         user_id: str,
@@ -249,48 +260,3 @@ class TaskController(Controller):
     ) -> Response[TaskRead]:
         completed = None if data is None else data.completed
         return _task(await tasks.set_completed(user_id, task_id, completed, parse_if_match(if_match)))
-
-
-def _list_filter(
-    completed: bool | None,
-    status: str | None,
-    priority: Priority | None,
-    tag: str | None,
-    q: str | None,
-    due_before: str | None,
-    due_after: str | None,
-    **page: Any,
-) -> TaskFilter:
-    """Checks Litestar's parameter parsing cannot express, with every problem reported at once."""
-    errors = []
-    from_status = {"all": None, "active": False, "completed": True, None: None}[status]
-    if completed is not None and status not in (None, "all") and completed != from_status:
-        errors.append({"field": "status", "message": "contradicts completed"})
-    due: dict[str, datetime | None] = {}
-    for name, value in (("due_before", due_before), ("due_after", due_after)):
-        try:
-            # Strict: a bare number is not a timestamp here, and the zone is required.
-            due[name] = None if value is None else msgspec.convert(value, AwareDatetime, strict=True)
-        except msgspec.ValidationError:
-            errors.append(
-                {"field": name, "message": "must be an RFC 3339 timestamp with a zone (Z or +01:00)"}
-            )
-    tag = tag.strip().lower() if tag is not None else None
-    if tag is not None and not tag:
-        errors.append({"field": "tag", "message": "must be 1-30 characters after trimming"})
-    errors.extend(
-        {"field": n, "message": "must not contain NUL characters"}
-        for n, v in (("q", q), ("tag", tag))
-        if v and "\x00" in v
-    )
-    if errors:
-        raise ValidationException(detail="Invalid query parameters", extra=errors)
-    return TaskFilter(
-        completed=completed if completed is not None else from_status,
-        priority=priority,
-        tag=tag,
-        q=q,
-        due_before=due.get("due_before"),
-        due_after=due.get("due_after"),
-        **page,
-    )

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 import msgspec
-from msgspec import UNSET, Meta, Struct, UnsetType
+from litestar.dto import DTOConfig
+from msgspec import Meta, Struct
 
-from backend.body import FieldErrors
+from backend.http.dto import FieldErrors, StrictMsgspecDTO
 from backend.tasks.models import Priority
 
+SortKey = Literal[
+    "-created_at", "created_at", "-updated_at", "updated_at", "-due_at", "due_at",
+    "-priority", "priority", "-title", "title",
+]  # fmt: skip
+SORTABLE = tuple(k for k in get_args(SortKey) if not k.startswith("-"))
 TITLE_MAX = 255
 DESCRIPTION_MAX = 1000
 TAG_MAX = 30
@@ -36,6 +42,8 @@ Tags = Annotated[
         "At most 10 distinct tags of 1-30 characters; stored trimmed and lower-cased.",
         ["home"],
         max_items=TAGS_MAX,
+        # Litestar documents no metadata of list items, so the item bounds are spelled out here.
+        items={"type": "string", "minLength": 1, "maxLength": TAG_MAX},
     ),
 ]
 DueAt = Annotated[datetime, Meta(tz=True), _doc("RFC 3339 timestamp with a zone.", "2026-11-30T17:00:00Z")]
@@ -81,49 +89,49 @@ def clean_tags(errors: FieldErrors, value: list[str]) -> list[str]:
     return tags
 
 
-class TaskCreate(Struct, forbid_unknown_fields=True, kw_only=True):
-    """A new task. Only ``title`` is required."""
+class TaskWrite(Struct, kw_only=True):
+    """The writable fields of a task; only ``title`` is required on create.
+
+    Read-only fields (``id``, ``user_id``, ``completed_at``, ``created_at``, ``updated_at``, ``version``)
+    are not part of it, so a body naming one is refused by name (the DTOs forbid unknown fields).
+    """
 
     title: Title
     description: Description | None = None
-    completed: Annotated[bool, _doc("Done or not.", False)] = False
+    completed: Annotated[
+        bool, _doc("Done or not. Setting true sets completed_at; false clears it.", False)
+    ] = False
     priority: Annotated[Priority, _doc("low, medium or high.", "high")] = Priority.MEDIUM
     tags: Tags = msgspec.field(default_factory=list)
     due_at: DueAt | None = None
 
     def __post_init__(self) -> None:
+        fields = {
+            "title": self.title,
+            "description": self.description,
+            "tags": self.tags,
+            "due_at": self.due_at,
+        }
+        cleaned = self.clean(fields)
+        self.title, self.description, self.tags = cleaned["title"], cleaned["description"], cleaned["tags"]
+
+    @classmethod
+    def clean(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        """The given fields trimmed and checked (a partial update's too); FieldErrors lists every problem."""
         errors = FieldErrors()
-        self.title = clean_title(errors, self.title)
-        self.description = clean_description(errors, self.description)
-        self.tags = clean_tags(errors, self.tags)
+        cleaned = dict(fields)
+        if "title" in fields:
+            cleaned["title"] = clean_title(errors, fields["title"])
+        if "description" in fields:
+            cleaned["description"] = clean_description(errors, fields["description"])
+        if "tags" in fields:
+            cleaned["tags"] = clean_tags(errors, fields["tags"])
+        # Checked here too: the DTO's transfer model does not carry msgspec's ``tz`` constraint over.
+        due_at = fields.get("due_at")
+        if isinstance(due_at, datetime) and due_at.tzinfo is None:
+            errors.add("due_at", "must be an RFC 3339 timestamp with a zone (Z or +01:00)")
         errors.raise_if_any()
-
-
-class TaskUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
-    """The fields to change; a field left out stays as it is, ``null`` clears a nullable one."""
-
-    title: Title | UnsetType = UNSET
-    description: Description | UnsetType | None = UNSET
-    completed: Annotated[bool, _doc("Setting true sets completed_at; false clears it.", True)] | UnsetType = (
-        UNSET
-    )
-    priority: Annotated[Priority, _doc("low, medium or high.", "low")] | UnsetType = UNSET
-    tags: Tags | UnsetType = UNSET
-    due_at: DueAt | UnsetType | None = UNSET
-
-    def __post_init__(self) -> None:
-        errors = FieldErrors()
-        if self.title is not UNSET:
-            self.title = clean_title(errors, self.title)
-        if self.description is not UNSET:
-            self.description = clean_description(errors, self.description)
-        if self.tags is not UNSET:
-            self.tags = clean_tags(errors, self.tags)
-        errors.raise_if_any()
-
-    def changes(self) -> dict[str, Any]:
-        """The given fields, by column name."""
-        return {f: v for f in self.__struct_fields__ if (v := getattr(self, f)) is not UNSET}
+        return cleaned
 
 
 class CompletedBody(Struct, forbid_unknown_fields=True):
@@ -168,3 +176,19 @@ class UpdatedCount(Struct):
 
 class DeletedCount(Struct):
     deleted: Annotated[int, _doc("Completed tasks deleted.", 4)]
+
+
+class TaskCreateDTO(StrictMsgspecDTO[TaskWrite]):
+    """A new task: unknown and read-only fields refused by name."""
+
+    config = DTOConfig(forbid_unknown_fields=True)
+
+
+class TaskUpdateDTO(StrictMsgspecDTO[TaskWrite]):
+    """The fields to change (``DTOData``): a field left out stays as it is, ``null`` clears a nullable one."""
+
+    config = DTOConfig(partial=True, forbid_unknown_fields=True)
+
+
+class CompletedDTO(StrictMsgspecDTO[CompletedBody]):
+    config = DTOConfig(forbid_unknown_fields=True)

@@ -1,0 +1,100 @@
+"""Statements built once, and a repository that runs them on its session's own asyncpg connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import asyncpg
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+# A connection that is gone or unusable: closed socket, server shutdown, or asyncpg's own state left
+# broken by a server message that arrived while the connection sat idle in the pool.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """A statement compiled once for asyncpg: its text, and how a params dict becomes its ``$n`` args."""
+
+    text: str
+    names: tuple[str, ...]
+    fixed: dict[str, Any]
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> Sql:
+        compiled = cast("SQLCompiler", statement.compile(dialect=_DIALECT))
+        fixed = {name: bind.value for name, bind in compiled.binds.items()}
+        return cls(compiled.string, tuple(compiled.positiontup or ()), fixed)
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        return [params[n] if n in params else self.fixed[n] for n in self.names]
+
+
+def row_count(status: str) -> int:
+    """The row count of asyncpg's command status, e.g. ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
+    """Advanced Alchemy's repository, plus prebuilt statements run on the session's own connection.
+
+    Every inherited method works as usual. The hot paths of a resource use ``fetch_row``,
+    ``fetch_rows``, ``fetch_value`` and ``write`` instead: the same session and pooled connection, but
+    the statement goes straight to asyncpg, compiled once (``Sql``), one round trip, no BEGIN/COMMIT
+    around it (one statement is atomic and durable by itself), rows turned straight into response
+    Structs. Measured (bench, 1 worker, 64 connections): AA's ORM path runs list/get/create/toggle at
+    0.16-0.38x the raw baseline; SQLAlchemy's execute and per-column result processing are ~40 % of
+    the gap to this path.
+
+    Without a transaction of SQLAlchemy's own, asyncpg runs each statement in autocommit; once an
+    inherited method has begun one, these statements join it (and commit with the session).
+    """
+
+    _driver: Any = None
+    _connection_proxy: Any = None
+
+    async def _connection(self) -> Any:
+        if self._driver is None:
+            connection = await self.session.connection()
+            self._connection_proxy = connection
+            self._driver = (await connection.get_raw_connection()).driver_connection
+        return self._driver
+
+    async def _run(self, sql: Sql, params: dict[str, Any], method: str) -> Any:
+        driver = await self._connection()
+        try:
+            return await getattr(driver, method)(sql.text, *sql.args(params))
+        except _CONNECTION_LOST:
+            # SQLAlchemy did not run this statement, so it cannot see the connection die: drop it, and
+            # the idle ones that died with it (a database restart), so the next request reconnects.
+            self._driver = None
+            await self._connection_proxy.invalidate()
+            await self._connection_proxy.engine.dispose()
+            raise
+
+    async def fetch_row(self, sql: Sql, params: dict[str, Any]) -> asyncpg.Record | None:
+        return await self._run(sql, params, "fetchrow")
+
+    async def fetch_rows(self, sql: Sql, params: dict[str, Any]) -> list[asyncpg.Record]:
+        return cast("list[asyncpg.Record]", await self._run(sql, params, "fetch"))
+
+    async def fetch_value(self, sql: Sql, params: dict[str, Any]) -> Any:
+        return await self._run(sql, params, "fetchval")
+
+    async def write(self, sql: Sql, params: dict[str, Any]) -> int:
+        """Run a write statement; the number of rows it touched."""
+        return row_count(await self._run(sql, params, "execute"))

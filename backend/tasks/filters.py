@@ -1,0 +1,107 @@
+"""The listing's query: filters, sort and page, checked and normalised."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar.exceptions import ValidationException
+from msgspec import Meta
+
+from backend.tasks.models import Priority
+from backend.tasks.schemas import TAG_MAX, SortKey
+
+Status = Literal["all", "active", "completed"]
+AwareDatetime = Annotated[datetime, Meta(tz=True)]
+# The parameters a page link carries over: everything that selects or orders, nothing else.
+FILTER_PARAMS = ("completed", "status", "priority", "tag", "q", "due_before", "due_after", "sort")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """The listing's filters, sort and page, already validated."""
+
+    completed: bool | None = None
+    priority: Priority | None = None
+    tag: str | None = None
+    q: str | None = None
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    sort: SortKey = "-created_at"
+    limit: int = 100
+    offset: int = 0
+
+    def params(self, user_id: str) -> dict[str, Any]:
+        q = self.q and "%" + self.q.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+        return {
+            "owner": user_id,
+            "completed": self.completed,
+            "priority": self.priority and self.priority.value,
+            "tag": [self.tag],
+            "q": q,
+            "due_before": self.due_before,
+            "due_after": self.due_after,
+            "limit": self.limit,
+            "offset": self.offset,
+        }
+
+    @property
+    def shape(self) -> tuple[bool, ...]:
+        """Which filters are present: statements are compiled once per shape."""
+        values = (self.completed, self.priority, self.tag, self.q, self.due_before, self.due_after)
+        return tuple(v is not None for v in values)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        completed: bool | None,
+        status: Status | None,
+        priority: Priority | None,
+        tag: str | None,
+        q: str | None,
+        due_before: str | None,
+        due_after: str | None,
+        sort: SortKey,
+        limit: int,
+        offset: int,
+    ) -> TaskFilter:
+        """Checks that Litestar's parameter parsing cannot express, every problem reported at once."""
+        errors = []
+        from_status = {"all": None, "active": False, "completed": True, None: None}[status]
+        if completed is not None and status not in (None, "all") and completed != from_status:
+            errors.append({"field": "status", "message": "contradicts completed"})
+        due: dict[str, datetime | None] = {}
+        for name, value in (("due_before", due_before), ("due_after", due_after)):
+            try:
+                # Strict: a bare number is not a timestamp here, and the zone is required.
+                due[name] = None if value is None else msgspec.convert(value, AwareDatetime, strict=True)
+            except msgspec.ValidationError:
+                errors.append(
+                    {"field": name, "message": "must be an RFC 3339 timestamp with a zone (Z or +01:00)"}
+                )
+        # Compared as stored: trimmed and lower-cased, and 1-30 characters *after* that ("İ" lower-cases
+        # to two characters).
+        tag = tag.strip().lower() if tag is not None else None
+        if tag is not None and not 1 <= len(tag) <= TAG_MAX:
+            errors.append({"field": "tag", "message": f"must be 1-{TAG_MAX} characters after trimming"})
+        errors.extend(
+            {"field": n, "message": "must not contain NUL characters"}
+            for n, v in (("q", q), ("tag", tag))
+            if v and "\x00" in v
+        )
+        if errors:
+            raise ValidationException(detail="Invalid query parameters", extra=errors)
+        return cls(
+            completed=completed if completed is not None else from_status,
+            priority=priority,
+            tag=tag,
+            q=q,
+            due_before=due.get("due_before"),
+            due_after=due.get("due_after"),
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
