@@ -167,8 +167,9 @@ async def db_counters(dsn: str) -> tuple[int, int]:
 
 async def explain_big(dsn: str, big: str, last: int) -> str:
     """EXPLAIN ANALYZE of the very statements the API runs for the 10k-user pages, as evidence."""
+    from backend.tasks.filters import TaskFilter
     from backend.tasks.models import Priority
-    from backend.tasks.service import TaskFilter, list_statements
+    from backend.tasks.repository import list_statements
 
     conn = await asyncpg.connect(dsn)
     out = ["## Query plans of the 10k-user pages (EXPLAIN ANALYZE, idle database, before the runs)", ""]
