@@ -14,6 +14,7 @@ from backend.db import database_config
 from backend.errors import exception_handlers
 from backend.health import health, ready
 from backend.http.cors import cors_config
+from backend.http.idempotency import exception_handlers as idempotency_handlers
 from backend.http.openapi import openapi_config
 from backend.observability import configure_logging, request_context, silence_server_access_log
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[api, health, ready],
         plugins=[SQLAlchemyPlugin(config=db), TasksCLIPlugin(settings)],
-        exception_handlers=exception_handlers,
+        exception_handlers={**exception_handlers, **idempotency_handlers},
         openapi_config=openapi_config(),
         cors_config=cors_config(settings),
         request_max_body_size=MAX_BODY_BYTES,

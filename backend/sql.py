@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -85,6 +87,12 @@ class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
             await self._connection_proxy.invalidate()
             await self._connection_proxy.engine.dispose()
             raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """A transaction of a few statements (rare: one statement is atomic by itself)."""
+        async with (await self._connection()).transaction():
+            yield
 
     async def fetch_row(self, sql: Sql, params: dict[str, Any]) -> asyncpg.Record | None:
         return await self._run(sql, params, "fetchrow")

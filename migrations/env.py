@@ -9,7 +9,9 @@ from alembic.autogenerate import rewriter
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 
-import backend.tasks.models  # noqa: F401  (registers the tables on the metadata)
+# Imported for their tables: importing a model registers it on the metadata Alembic compares with.
+import backend.idempotency
+import backend.tasks.models  # noqa: F401
 
 if TYPE_CHECKING:
     from advanced_alchemy.alembic.commands import AlembicCommandConfig

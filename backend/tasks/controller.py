@@ -7,7 +7,6 @@ The owner guard (``backend.auth``) has already checked that ``{user_id}`` is the
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 from litestar import Controller, Request, Response
 from litestar.dto import DTOData
@@ -19,6 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from backend.errors import problem_responses
 from backend.http.etags import ETAG_HEADER, etag, matches_current, parse_if_match
 from backend.http.headers import documented_header
+from backend.http.idempotency import IdempotencyKey, once
 from backend.http.paging import page_headers, paging_headers
 from backend.http.query import require_canonical
 from backend.http.routes import delete, get, patch, post, put
@@ -37,7 +37,7 @@ from backend.tasks.schemas import (
     TaskWrite,
     UpdatedCount,
 )
-from backend.tasks.service import TaskService
+from backend.tasks.service import TaskService, task_location
 
 TaskId = Annotated[str, Parameter(description="The task's id (a UUID; anything else is a 404).")]
 IfMatch = Annotated[
@@ -129,9 +129,16 @@ class TaskController(Controller):
         response_description="The new task.",
         response_headers=[_LOCATION, ETAG_HEADER],
     )
-    async def create_task(self, tasks: TaskService, user_id: str, data: TaskWrite) -> Response[TaskRead]:
-        task = await tasks.add_task(user_id, data)
-        return _task(task, HTTP_201_CREATED, f"/api/{quote(user_id, safe='')}/tasks/{task.id}")
+    async def create_task(
+        self,
+        request: Request[Any, Any, Any],
+        tasks: TaskService,
+        user_id: str,
+        data: TaskWrite,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[TaskRead]:
+        task = await tasks.add_task(user_id, data, await once(request, idempotency_key))
+        return _task(task, HTTP_201_CREATED, task_location(user_id, task.id))
 
     @get(
         "/stats",
@@ -150,8 +157,16 @@ class TaskController(Controller):
         status_code=HTTP_200_OK,
         responses=problem_responses(413, 415),
     )
-    async def complete_all_tasks(self, tasks: TaskService, user_id: str, data: CompletedBody) -> UpdatedCount:
-        return UpdatedCount(updated=await tasks.complete_all(user_id, data.completed))
+    async def complete_all_tasks(
+        self,
+        request: Request[Any, Any, Any],
+        tasks: TaskService,
+        user_id: str,
+        data: CompletedBody,
+        idempotency_key: IdempotencyKey = None,
+    ) -> UpdatedCount:
+        updated = await tasks.complete_all(user_id, data.completed, await once(request, idempotency_key))
+        return UpdatedCount(updated=updated)
 
     @delete(
         "/",

@@ -7,11 +7,13 @@ ORM bulk path: ~2 ms each), built and compiled once per shape (``backend.sql.Sql
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import (
     ARRAY,
     Boolean,
@@ -32,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 
+from backend.idempotency import KEY_CONSTRAINT, Once, StoredResponse, claim, key_insert, key_params, stored
 from backend.sql import DriverRepository, Sql
 from backend.tasks.filters import TaskFilter
 from backend.tasks.models import Task
@@ -71,7 +74,7 @@ def _locked_in_order(*where: ColumnElement[bool]) -> Any:
 _GET = Sql.of(select(*_COLUMNS).where(_OWNED))
 _EXISTS = Sql.of(select(literal(1)).where(_OWNED))
 # The quota check rides in the insert: past ``max_tasks`` the statement inserts nothing.
-_INSERT = Sql.of(
+_INSERT_STATEMENT = (
     insert(_t)
     .from_select(
         [c.name for c in _COLUMNS],
@@ -81,6 +84,7 @@ _INSERT = Sql.of(
     )
     .returning(*_COLUMNS)
 )
+_INSERT = Sql.of(_INSERT_STATEMENT)
 _DELETE = {m: Sql.of(_guarded(delete(_t).where(_OWNED), m).returning(_t.c.version)) for m in (False, True)}
 _TOGGLE = {
     m: Sql.of(
@@ -97,12 +101,41 @@ STATS = Sql.of(
         func.count().filter(~_t.c.completed, _t.c.due_at < _NOW),
     ).where(_OWNER)
 )
-SET_COMPLETED_ALL = Sql.of(
+_SET_COMPLETED_ALL_STATEMENT = (
     update(_t)
     .where(_OWNER, _t.c.id.in_(_locked_in_order(_OWNER, _t.c.completed != _COMPLETED)))
     .values(completed=_COMPLETED, completed_at=_completed_at(_COMPLETED), **_BUMP)
 )
+SET_COMPLETED_ALL = Sql.of(_SET_COMPLETED_ALL_STATEMENT)
 DELETE_COMPLETED = Sql.of(delete(_t).where(_OWNER, _t.c.id.in_(_locked_in_order(_OWNER, _t.c.completed))))
+
+
+def _with_key(change: Any, key_row: Callable[[Any], Any], result: Callable[[Any], Any]) -> Sql:
+    """``change`` and the row of its Idempotency-Key as one statement: both happen, or neither.
+
+    ``key_row(changed)`` is what the key row is made from (one row: none when nothing may be stored).
+    """
+    changed = change.cte("changed")
+    source, body = key_row(changed)
+    return Sql.of(result(changed).add_cte(key_insert(source, body)))
+
+
+def _count(changed: Any) -> Any:
+    return select(func.count()).select_from(changed).scalar_subquery()
+
+
+_INSERT_ONCE = _with_key(
+    _INSERT_STATEMENT,
+    # The task's row, when the quota let it in; the body was built before (every value is known).
+    key_row=lambda changed: (changed, bindparam("body", type_=String())),
+    result=lambda changed: select(*changed.c),
+)
+_SET_COMPLETED_ALL_ONCE = _with_key(
+    _SET_COMPLETED_ALL_STATEMENT.returning(_t.c.id),
+    # One row whatever the count; the stored body is the one the API sends: {"updated":N}.
+    key_row=lambda changed: (select(literal(1)).subquery(), func.concat('{"updated":', _count(changed), "}")),
+    result=lambda changed: select(_count(changed)),
+)
 
 
 @lru_cache(maxsize=256)
@@ -186,6 +219,31 @@ class TaskRepository(DriverRepository[Task]):
         """The new task; None when its owner already holds ``max_tasks``."""
         row = await self.fetch_row(_INSERT, {**values, "owner": values["user_id"], "max_tasks": max_tasks})
         return None if row is None else TaskRead(*row)
+
+    async def insert_task_once(
+        self, values: dict[str, Any], max_tasks: int, once: Once, response: StoredResponse
+    ) -> bool:
+        """Insert the task and store ``response`` under ``once``'s key, in one statement; False when the
+        quota refused it (then nothing is stored). Raises the key's outcome when it was used before."""
+        owner = values["user_id"]
+        params = {**values, "owner": owner, "max_tasks": max_tasks, "body": response.body}
+        params.update(key_params(owner, once, response.status_code, response.location, response.etag))
+        return await self._once(owner, once, _INSERT_ONCE, params) is not None
+
+    async def set_completed_all_once(self, user_id: str, completed: bool, now: datetime, once: Once) -> int:
+        params = {"owner": user_id, "completed": completed, "now": now, **key_params(user_id, once, 200)}
+        return int(await self._once(user_id, once, _SET_COMPLETED_ALL_ONCE, params))
+
+    async def _once(self, user_id: str, once: Once, sql: Sql, params: dict[str, Any]) -> Any:
+        try:
+            async with self.transaction():
+                await claim(self, user_id, once)
+                return await self.fetch_value(sql, params)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != KEY_CONSTRAINT:
+                raise
+        # Another request with this key committed between our lock and our insert: its answer is ours.
+        raise await stored(self, user_id, once)
 
     async def update_task(
         self,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, NoReturn
+from urllib.parse import quote
 from uuid import UUID
 
+import msgspec
 from advanced_alchemy.exceptions import NotFoundError
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from litestar.exceptions import ClientException
@@ -18,6 +20,8 @@ from litestar.status_codes import HTTP_409_CONFLICT
 from uuid_utils.compat import uuid7
 
 from backend.errors import VersionMismatch
+from backend.http.etags import etag
+from backend.idempotency import Once, StoredResponse
 from backend.tasks.filters import TaskFilter
 from backend.tasks.models import Priority, Task
 from backend.tasks.repository import TaskRepository
@@ -41,9 +45,10 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
     async def get_task(self, user_id: str, task_id: str) -> TaskRead:
         return await self.repository.fetch_task(user_id, _parse_id(task_id)) or _not_found()
 
-    async def add_task(self, user_id: str, data: TaskWrite) -> TaskRead:
+    async def add_task(self, user_id: str, data: TaskWrite, once: Once | None = None) -> TaskRead:
+        """The new task. With ``once``, at most one task per key: a retry gets the first answer."""
         now = datetime.now(UTC)
-        values = {
+        values: dict[str, Any] = {
             "id": uuid7(),
             "user_id": user_id,
             "title": data.title,
@@ -57,7 +62,19 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
             "updated_at": now,
             "version": 1,
         }
-        task = await self.repository.insert_task(values, self.max_tasks)
+        task: TaskRead | None
+        if once is None:
+            task = await self.repository.insert_task(values, self.max_tasks)
+        else:
+            # The answer is stored with the insert, so it is built first: every value is known here
+            # (due_at as the database returns it, in UTC), and the first answer is that same one.
+            due_at = data.due_at and data.due_at.astimezone(UTC)
+            task = TaskRead(**{**values, "priority": data.priority, "due_at": due_at})
+            response = StoredResponse(
+                201, msgspec.json.encode(task).decode(), task_location(user_id, task.id), etag(1)
+            )
+            if not await self.repository.insert_task_once(values, self.max_tasks, once, response):
+                task = None
         if task is None:
             raise ClientException(
                 status_code=HTTP_409_CONFLICT,
@@ -102,8 +119,10 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
     async def stats(self, user_id: str) -> TaskStats:
         return await self.repository.stats(user_id, datetime.now(UTC))
 
-    async def complete_all(self, user_id: str, completed: bool) -> int:
-        return await self.repository.set_completed_all(user_id, completed, datetime.now(UTC))
+    async def complete_all(self, user_id: str, completed: bool, once: Once | None = None) -> int:
+        if once is None:
+            return await self.repository.set_completed_all(user_id, completed, datetime.now(UTC))
+        return await self.repository.set_completed_all_once(user_id, completed, datetime.now(UTC), once)
 
     async def clear_completed(self, user_id: str) -> int:
         return await self.repository.delete_completed(user_id)
@@ -115,6 +134,11 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
         if if_match is not None and await self.repository.task_exists(user_id, task_id):
             raise VersionMismatch
         _not_found()
+
+
+def task_location(user_id: str, task_id: UUID) -> str:
+    """The task's URL path (its ``Location``)."""
+    return f"/api/{quote(user_id, safe='')}/tasks/{task_id}"
 
 
 def _not_found() -> NoReturn:
