@@ -70,10 +70,12 @@ _DESCRIPTIONS = {
     401: "Missing or invalid bearer token (see `WWW-Authenticate`)",
     403: "The path's user id is not the token's subject",
     404: "No such task for this user (also for another user's task and for a non-UUID id)",
-    409: "The change conflicts with the stored data (e.g. the per-user task limit is reached)",
+    409: "The per-user task limit is reached, or a request with this `Idempotency-Key` is still running "
+    "(`Retry-After`)",
     412: "`If-Match` does not match the task's current version; nothing was changed",
     413: "Request body over 64 KiB",
     415: "Request body is not `application/json`",
+    422: "This `Idempotency-Key` was used for another request",
     429: "Rate limited: see `Retry-After` and the `RateLimit-*` headers",
     503: "The database is unavailable: retry after `Retry-After` seconds",
 }

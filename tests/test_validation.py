@@ -212,3 +212,15 @@ def test_toggle_body_must_be_a_boolean(client: httpx.Client) -> None:
 def test_odd_path_user_ids_are_403_not_500(client: httpx.Client, api_url: str, user_path: str) -> None:
     response = httpx.get(f"{api_url}/api/{user_path}/tasks", headers=dict(client.headers))
     assert response.status_code == 403
+
+
+def test_a_null_body_is_400_on_every_write_route(client: httpx.Client) -> None:
+    # The toggle's body is optional, but `null` is a body, and not an object (it was a 500).
+    task = create(client)
+    routes = [*WRITE_ROUTES, ("PATCH", "/tasks/{id}/complete")]
+    for method, path in routes:
+        response = client.request(
+            method, path.format(id=task["id"]), content=b"null", headers={"Content-Type": "application/json"}
+        )
+        assert errors_of(response) == {"body": "must be a JSON object, not null"}, (method, path)
+    assert client.get(f"/tasks/{task['id']}").json() == task

@@ -46,7 +46,10 @@ class _StrictBackend(DTOCodegenBackend):
     """Litestar's DTO backend, decoding JSON with ``strict=True``."""
 
     def parse_raw(self, raw: bytes, asgi_connection: ASGIConnection[Any, Any, Any, Any]) -> Any:
-        return msgspec.json.decode(raw, type=self.annotation, strict=True)
+        parsed = msgspec.json.decode(raw, type=self.annotation, strict=True)
+        if parsed is None:  # an optional body sent as `null` is still not an object (left out, it is None)
+            raise msgspec.ValidationError("Expected `object`, got `null`")
+        return parsed
 
 
 class StrictMsgspecDTO(MsgspecDTO[T], Generic[T]):

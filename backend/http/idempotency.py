@@ -13,12 +13,18 @@ from litestar.params import Parameter
 from litestar.types import ExceptionHandlersMap
 
 from backend.errors import problem
+from backend.http.headers import documented_header
 from backend.idempotency import KeyInFlight, KeyReused, Once, Replayed
 
 HEADER = "Idempotency-Key"
 RETRY_IN_FLIGHT_SECONDS = "1"
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
+REPLAYED_HEADER = documented_header(
+    "Idempotent-Replayed",
+    "`true` when this is the stored answer to an earlier request with the same key.",
+    "true",
+)
 IdempotencyKey = Annotated[
     str | None,
     Parameter(

@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from backend.errors import problem_responses
 from backend.http.etags import ETAG_HEADER, etag, matches_current, parse_if_match
 from backend.http.headers import documented_header
-from backend.http.idempotency import IdempotencyKey, once
+from backend.http.idempotency import REPLAYED_HEADER, IdempotencyKey, once
 from backend.http.paging import page_headers, paging_headers
 from backend.http.query import require_canonical
 from backend.http.routes import delete, get, patch, post, put
@@ -125,9 +125,9 @@ class TaskController(Controller):
         dto=TaskCreateDTO,
         return_dto=None,
         status_code=HTTP_201_CREATED,
-        responses=problem_responses(409, 413, 415),
-        response_description="The new task.",
-        response_headers=[_LOCATION, ETAG_HEADER],
+        responses=problem_responses(409, 413, 415, 422),
+        response_description="The new task (or, for a repeated Idempotency-Key, the first answer again).",
+        response_headers=[_LOCATION, ETAG_HEADER, REPLAYED_HEADER],
     )
     async def create_task(
         self,
@@ -155,7 +155,8 @@ class TaskController(Controller):
         dto=CompletedDTO,
         return_dto=None,
         status_code=HTTP_200_OK,
-        responses=problem_responses(413, 415),
+        responses=problem_responses(409, 413, 415, 422),
+        response_headers=[REPLAYED_HEADER],
     )
     async def complete_all_tasks(
         self,
