@@ -29,12 +29,14 @@ _API_HEADERS = [
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 # A bearer token sent as a query parameter (RFC 6750 §2.3, the live-updates route) is a credential:
 # whatever logs a URL, the value never reaches a log line.
-_ACCESS_TOKEN = re.compile(r"(access_token=)[^&\s\"'\\]*", re.IGNORECASE)
+# The name may arrive percent-encoded (``access%5Ftoken``): query parsers decode it to the same name.
+_ACCESS_TOKEN = re.compile(r"(access(?:_|%5f)token=)[^&\s\"'\\]*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
     """``text`` with every ``access_token=...`` value replaced by ``REDACTED``."""
-    if "access_token" not in text.lower():
+    lowered = text.lower()
+    if "access_token" not in lowered and "access%5ftoken" not in lowered:
         return text
     return _ACCESS_TOKEN.sub(r"\1REDACTED", text)
 

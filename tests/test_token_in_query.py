@@ -159,6 +159,7 @@ def test_redaction_of_lines_we_do_not_format() -> None:
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "bad request /x?a=1&access_token=REDACTED"
     assert redact("?ACCESS_TOKEN=abc&b=2") == "?ACCESS_TOKEN=REDACTED&b=2"
+    assert redact("/x?access%5Ftoken=abc.def") == "/x?access%5Ftoken=REDACTED"
 
 
 def test_a_lone_surrogate_does_not_break_a_log_line() -> None:
