@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any, NoReturn
 
@@ -22,6 +23,22 @@ logger = logging.getLogger(__name__)
 
 USER_ID_MAX = 255
 VERIFIED_CACHE_SIZE = 10_000
+# A user id is 1-255 characters without control characters (NUL included) or lone surrogates:
+# it goes into paths, SQL parameters (PostgreSQL refuses NUL) and UTF-8 log lines.
+_UNUSABLE_IN_USER_ID = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Claims PyJWT checks with ``int(value)``, which also takes a numeric string: the contract wants numbers.
+_NUMERIC_CLAIMS = ("exp", "iat", "nbf")
+# Route handler ``opt`` key: this route also takes the token as ``?access_token=`` (RFC 6750 §2.3),
+# for clients that cannot send headers (a browser's EventSource).
+TOKEN_IN_QUERY = "token_in_query"  # noqa: S105 - a name, not a secret
+ACCESS_TOKEN_PARAM = "access_token"  # noqa: S105 - a name, not a secret
+
+
+def is_usable_user_id(value: object) -> bool:
+    """1-255 characters, none of them a control character or a lone surrogate."""
+    return (
+        isinstance(value, str) and 1 <= len(value) <= USER_ID_MAX and not _UNUSABLE_IN_USER_ID.search(value)
+    )
 
 
 class InvalidToken(Exception):
@@ -86,6 +103,8 @@ class JWKSCache:
             try:
                 keys = await self._fetch()
             except (httpx.HTTPError, TimeoutError, ValueError) as exc:
+                # Keep the last good keys: an auth server answering junk or an empty set for a
+                # moment must not log everyone out.
                 logger.warning("JWKS fetch from %s failed: %s", self.url, exc)
                 return
             if keys.keys() != self._keys.keys():
@@ -110,8 +129,9 @@ class JWKSCache:
                 keys[str(jwk.get("kid", ""))] = jwt.PyJWK(jwk)
             except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError, ValueError, AttributeError):
                 continue  # a key we cannot use; the others still work
-        if entries and not keys:
-            raise ValueError("no usable key in the JWKS")  # looks broken: keep the keys we have
+        if not keys:
+            # Empty or all unusable looks broken (a rotation publishes the new key first): keep ours.
+            raise ValueError("no usable key in the JWKS" if entries else "the JWKS holds no keys")
         return keys
 
     async def aclose(self) -> None:
@@ -143,19 +163,25 @@ class TokenVerifier:
         self._verified: dict[str, tuple[str, float, int]] = {}
 
     async def verify(self, token: str) -> str:
+        """The token's user id."""
+        user, _ = await self.verify_with_expiry(token)
+        return user
+
+    async def verify_with_expiry(self, token: str) -> tuple[str, float]:
+        """The token's user id and when it stops being accepted (``exp`` + leeway, epoch seconds)."""
         if self.jwks is not None:
             self.jwks.refresh_if_stale()
         cached = self._verified.get(token)
         if cached is not None:
             user, expires_at, generation = cached
             if time.time() < expires_at and (self.jwks is None or generation == self.jwks.generation):
-                return user
+                return user, expires_at
             del self._verified[token]
         user, expires_at = await self._verify(token)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]  # the oldest entry
         self._verified[token] = (user, expires_at, self.jwks.generation if self.jwks else 0)
-        return user
+        return user, expires_at
 
     async def _verify(self, token: str) -> tuple[str, float]:
         try:
@@ -179,10 +205,30 @@ class TokenVerifier:
         else:
             raise InvalidToken("algorithm not allowed")
         claims = self._decode(token, key, alg)
+        expires_at = self._check_lifetime(claims)
         user = claims.get(self.settings.jwt_user_claim)
-        if not isinstance(user, str) or not 1 <= len(user) <= USER_ID_MAX:
+        if (
+            not isinstance(user, str)
+            or not 1 <= len(user) <= USER_ID_MAX
+            or _UNUSABLE_IN_USER_ID.search(user)
+        ):
             raise InvalidToken(f"token has no usable '{self.settings.jwt_user_claim}' claim")
-        return user, float(claims["exp"]) + self.settings.jwt_leeway_seconds
+        return user, expires_at
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> float:
+        """``exp`` + leeway, once the time claims are numbers and the lifetime is within the maximum."""
+        for name in _NUMERIC_CLAIMS:
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise InvalidToken(f"{name} must be a number")
+        try:
+            exp = float(claims["exp"])
+            start = float(claims["iat"]) if "iat" in claims else time.time()
+        except OverflowError:  # e.g. exp = 10**400: an int no float can hold
+            raise InvalidToken("token lifetime exceeds the maximum") from None
+        if exp - start > self.settings.jwt_max_lifetime_seconds:
+            raise InvalidToken("token lifetime exceeds the maximum")
+        return exp + self.settings.jwt_leeway_seconds
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
         s = self.settings
@@ -221,17 +267,34 @@ def _unauthorized(detail: str, *, token_sent: bool) -> NotAuthorizedException:
     return NotAuthorizedException(detail=detail, headers={"WWW-Authenticate": challenge})
 
 
-def _authorization(scope: Scope) -> str:
+def _authorization(scope: Scope) -> str | None:
     # Straight from the scope: ``connection.headers`` builds and copies a Headers object per call.
     for name, value in scope["headers"]:
         if name == b"authorization":
             return value.decode("latin-1")
-    return ""
+    return None
+
+
+def _bearer_token(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> str | None:
+    """``Authorization: Bearer <token>``; on a route that opted in, ``?access_token=`` without it.
+
+    None: no credentials at all. ``""``: credentials of the wrong kind or an empty token.
+    """
+    header = _authorization(connection.scope)
+    if header is None or not header.strip():
+        if handler.opt.get(TOKEN_IN_QUERY) is True:
+            return connection.query_params.get(ACCESS_TOKEN_PARAM)
+        return None
+    scheme, _sep, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def owner_guard(verifier: TokenVerifier, limiter: RateLimiter | None = None) -> Guard:
     """A guard: a valid bearer token whose user is the path's ``{user_id}``, before any other work.
 
+    The token comes from the ``Authorization`` header; a route handler with ``opt={"token_in_query":
+    True}`` also takes it from ``?access_token=`` when no such header is sent. On success
+    ``scope["state"]`` holds ``user_id`` and ``token_expires_at`` (``exp`` + leeway, epoch seconds).
     With a limiter, an authenticated request counts against its user, any other against its client IP.
     """
 
@@ -242,16 +305,17 @@ def owner_guard(verifier: TokenVerifier, limiter: RateLimiter | None = None) -> 
             await limiter.check(connection, f"ip:{limiter.client_ip(connection)}")
         raise error
 
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        scheme, _sep, token = _authorization(connection.scope).partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            await reject(connection, _unauthorized("missing bearer token", token_sent=bool(scheme)))
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        token = _bearer_token(connection, handler)
+        if not token:
+            await reject(connection, _unauthorized("missing bearer token", token_sent=token is not None))
         try:
-            user = await verifier.verify(token)
+            user, expires_at = await verifier.verify_with_expiry(token)
         except InvalidToken as exc:
             await reject(connection, _unauthorized(str(exc), token_sent=True))
-        connection.scope.setdefault("state", {})["user_id"] = user  # for the access log
+        state = connection.scope.setdefault("state", {})
+        state["user_id"] = user  # for the access log
+        state["token_expires_at"] = expires_at  # for long-lived responses (live updates) to end on time
         if limiter is not None:
             await limiter.check(connection, f"user:{user}")
         if connection.path_params.get("user_id") != user:

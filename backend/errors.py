@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -16,7 +18,7 @@ from advanced_alchemy.exceptions import (
     NotFoundError,
 )
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, InternalServerException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
@@ -26,6 +28,25 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "5"
+GENERIC_NOT_FOUND = "Not found"
+# Advanced Alchemy's own wording when a repository lookup finds nothing: true but generic, so the
+# answer says "Not found" as for a resource that raised without a detail of its own.
+_LIBRARY_NOT_FOUND = frozenset({"No item found when one was expected", "No rows matched the specified data"})
+
+# SQLSTATEs meaning "the database cannot serve this now; the same request may work in a moment":
+# class 08 (connection exception), class 53 (insufficient resources: 53300 too many connections,
+# 53000, 53100 disk full, 53200 out of memory, 53400 configuration limit), and from class 57 the
+# shutdowns, 57P03 "cannot connect now" (starting up, recovering) and 57P05 idle-session timeout.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
+# Failures with no SQLSTATE that mean the same: sockets, the driver's "connection is closed" and
+# broken-connection states, a pool or connection queue that ran dry.
+_UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
+    OSError,
+    PoolTimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class VersionMismatch(Exception):
@@ -38,7 +59,7 @@ class FieldProblem(msgspec.Struct):
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
-    """An RFC 9457 problem document."""
+    """An RFC 9457 problem document: the one shape of every error answer."""
 
     type: str
     title: str
@@ -53,15 +74,15 @@ def problem(
     *,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
-) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    if errors:
-        body["errors"] = errors
+) -> Response[Problem]:
+    """A :class:`Problem` response; ``errors`` are ``{"field", "message"}`` pairs."""
+    body = Problem(
+        type="about:blank",
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        errors=[FieldProblem(e["field"], e["message"]) for e in errors] if errors else msgspec.UNSET,
+    )
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -90,7 +111,64 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from: ``__cause__`` and a DBAPI error's ``.orig``.
+
+    The same failure arrives raw from asyncpg, as SQLAlchemy's ``DBAPIError`` (``.orig`` is the
+    dialect's adapted error, raised from asyncpg's), or wrapped again by Advanced Alchemy's
+    ``wrap_sqlalchemy_exception`` (which turns every ``StatementError``, a lost connection included,
+    into its ``IntegrityError``). Implicit ``__context__`` is not followed: an unrelated error raised
+    while handling an outage is a bug of its own.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None) if isinstance(current, DBAPIError) else None
+        pending.extend(e for e in (current.__cause__, orig) if isinstance(e, BaseException))
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    # asyncpg's errors and SQLAlchemy's adapted asyncpg errors both carry ``sqlstate``.
+    state = getattr(exc, "sqlstate", None)
+    return state if isinstance(state, str) and len(state) == 5 else None
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) means the database cannot serve now."""
+    for e in _causes(exc):
+        state = _sqlstate(e)
+        if state is not None and (state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or state in _UNAVAILABLE_STATES):
+            return True
+        if isinstance(e, _UNAVAILABLE_TYPES) or (isinstance(e, DBAPIError) and e.connection_invalidated):
+            return True
+    return False
+
+
+class _Availability:
+    """When this process last answered a 503 because of the database (for the readiness probe)."""
+
+    last_unavailable = float("-inf")
+
+
+def unavailable_recently(within: float = float(RETRY_AFTER_SECONDS)) -> bool:
+    """Whether a request of this process found the database unavailable in the last ``within`` s."""
+    return time.monotonic() - _Availability.last_unavailable < within
+
+
+def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    _Availability.last_unavailable = time.monotonic()
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        503, "The database is unavailable; retry shortly", headers={"Retry-After": RETRY_AFTER_SECONDS}
+    )
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict) and "field" in item:
@@ -104,54 +182,51 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     return problem(400, exc.detail, errors=errors or None)
 
 
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+# Litestar's ``Request.stream()`` raises this when the client goes away before its body is complete.
+_CLIENT_DISCONNECTED = "client disconnected prematurely"
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    if isinstance(exc, InternalServerException) and exc.detail == _CLIENT_DISCONNECTED:
+        # Nobody is left to read an answer: not a server error, and no traceback in the log.
+        logger.info("client disconnected mid-body on %s %s", request.method, request.url.path)
+        return problem(400, "The request body ended early: the client disconnected")
     if exc.status_code >= 500:
-        return _internal(_, exc)
+        return _internal(request, exc)
     return problem(exc.status_code, exc.detail, headers=exc.headers)
 
 
-def _not_found(_: Request[Any, Any, Any], __: NotFoundError) -> Response[dict[str, Any]]:
-    return problem(404, "Task not found")
+def _not_found(_: Request[Any, Any, Any], exc: NotFoundError) -> Response[Problem]:
+    # The resource's own wording ("Task not found"); never more than the raiser chose to say.
+    detail = exc.detail if exc.detail and exc.detail not in _LIBRARY_NOT_FOUND else GENERIC_NOT_FOUND
+    return problem(404, detail)
 
 
-def _conflict(_: Request[Any, Any, Any], __: Exception) -> Response[dict[str, Any]]:
+def _conflict(_: Request[Any, Any, Any], __: Exception) -> Response[Problem]:
     return problem(409, "The change conflicts with the stored data")
 
 
-def _version_mismatch(_: Request[Any, Any, Any], __: VersionMismatch) -> Response[dict[str, Any]]:
+def _version_mismatch(_: Request[Any, Any, Any], __: VersionMismatch) -> Response[Problem]:
     return problem(412, "If-Match does not match the task's current version")
 
 
-def _unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return problem(
-        503, "The database is unavailable; retry shortly", headers={"Retry-After": RETRY_AFTER_SECONDS}
-    )
+def _rejected_value(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    # Validation should stop every bad value first; this keeps an oversight a 400, not a 500.
+    logger.error("database rejected a value on %s %s: %s", request.method, request.url.path, exc)
+    return problem(400, "A value was rejected by the database")
 
 
-def _database(request: Request[Any, Any, Any], exc: SQLAlchemyError) -> Response[dict[str, Any]]:
-    if isinstance(exc, PoolTimeoutError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+def _database(request: Request[Any, Any, Any], exc: SQLAlchemyError) -> Response[Problem]:
+    if database_unavailable(exc):
         return _unavailable(request, exc)
     if isinstance(exc, DataError):
-        # Validation should stop every bad value first; this keeps an oversight a 400, not a 500.
-        logger.error("database rejected a value on %s %s: %s", request.method, request.url.path, exc)
-        return problem(400, "A value was rejected by the database")
-    if isinstance(exc, DBAPIError) and _is_connection_error(exc.orig):
-        return _unavailable(request, exc)
+        return _rejected_value(request, exc)
     return _internal(request, exc)
 
 
-def _is_connection_error(orig: BaseException | None) -> bool:
-    return isinstance(orig, (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)) or (
-        orig is not None and "connection" in type(orig).__name__.lower()
-    )
-
-
-def _postgres(request: Request[Any, Any, Any], exc: asyncpg.PostgresError) -> Response[dict[str, Any]]:
-    """Errors from statements the service runs on asyncpg directly."""
-    if isinstance(
-        exc, (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError)
-    ):
+def _postgres(request: Request[Any, Any, Any], exc: asyncpg.PostgresError) -> Response[Problem]:
+    """Errors from statements run on asyncpg directly (and from asyncpg's connect)."""
+    if database_unavailable(exc):
         return _unavailable(request, exc)
     if isinstance(exc, (asyncpg.InvalidSQLStatementNameError, asyncpg.DuplicatePreparedStatementError)):
         logger.error(
@@ -161,17 +236,14 @@ def _postgres(request: Request[Any, Any, Any], exc: asyncpg.PostgresError) -> Re
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return _conflict(request, exc)
     if isinstance(exc, asyncpg.DataError):
-        logger.error("database rejected a value on %s %s: %s", request.method, request.url.path, exc)
-        return problem(400, "A value was rejected by the database")
+        return _rejected_value(request, exc)
     return _internal(request, exc)
 
 
-def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem(500, "An unexpected error occurred")
-
-
-def _alchemy(request: Request[Any, Any, Any], exc: AdvancedAlchemyError) -> Response[dict[str, Any]]:
+def _alchemy(request: Request[Any, Any, Any], exc: AdvancedAlchemyError) -> Response[Problem]:
+    # First what lies underneath: AA reports a lost connection as its IntegrityError.
+    if database_unavailable(exc):
+        return _unavailable(request, exc)
     if isinstance(exc, NotFoundError):
         return _not_found(request, exc)
     if isinstance(exc, (IntegrityError, DuplicateKeyError, ForeignKeyError)):
@@ -182,6 +254,13 @@ def _alchemy(request: Request[Any, Any, Any], exc: AdvancedAlchemyError) -> Resp
     return _internal(request, exc)
 
 
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if database_unavailable(exc):
+        return _unavailable(request, exc)
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "An unexpected error occurred")
+
+
 exception_handlers: ExceptionHandlersMap = {
     ValidationException: _validation,
     HTTPException: _http,
@@ -189,9 +268,7 @@ exception_handlers: ExceptionHandlersMap = {
     VersionMismatch: _version_mismatch,
     SQLAlchemyError: _database,
     asyncpg.PostgresError: _postgres,
-    # The driver's own "connection is closed" errors and refused/reset sockets.
-    asyncpg.InterfaceError: _unavailable,
-    asyncpg.InternalClientError: _unavailable,
-    OSError: _unavailable,
+    # Everything else, the driver's "connection is closed" and refused sockets included: 503 when
+    # the cause chain says the database cannot serve now, else a 500 without details.
     Exception: _internal,
 }

@@ -10,10 +10,14 @@ from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
-from backend.errors import RETRY_AFTER_SECONDS
+from backend.errors import RETRY_AFTER_SECONDS, unavailable_recently
 
 READY_TIMEOUT_SECONDS = 3.0
+# For this long after a request found the database unable to serve (e.g. out of connection slots),
+# readiness also opens a connection of its own: a pooled one answering SELECT 1 proves too little.
+RECHECK_NEW_CONNECTIONS_SECONDS = 60.0
 
 
 class Health(msgspec.Struct):
@@ -28,6 +32,8 @@ async def health() -> Health:
 @get(
     "/health/ready",
     summary="Readiness: the database answers",
+    description="503 while the database does not answer, or, shortly after a request found it unable "
+    "to serve (e.g. out of connection slots), while it still refuses new connections.",
     tags=["health"],
     responses={
         503: ResponseSpec(
@@ -37,11 +43,29 @@ async def health() -> Health:
 )
 async def ready(request: Request[Any, Any, Any], db_engine: AsyncEngine) -> Response[Health]:
     try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS), db_engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            async with db_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            if unavailable_recently(RECHECK_NEW_CONNECTIONS_SECONDS):
+                await _open_new_connection(db_engine)
     except Exception:
         request.logger.warning("readiness check failed", exc_info=True)
-        return Response(
-            Health(status="unavailable"), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
-        )
+        return _unavailable()
     return Response(Health(status="ok"))
+
+
+async def _open_new_connection(engine: AsyncEngine) -> None:
+    """Open and close a connection outside the app's pool (whose idle connections it would reuse)."""
+    # ``recreate()``: an empty pool with the same creator, connect arguments and connect events.
+    pool = engine.sync_engine.pool.recreate()
+    try:
+        connection = await greenlet_spawn(pool.connect)
+        await greenlet_spawn(connection.close)
+    finally:
+        await greenlet_spawn(pool.dispose)
+
+
+def _unavailable() -> Response[Health]:
+    return Response(
+        Health(status="unavailable"), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+    )

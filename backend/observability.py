@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -26,6 +27,28 @@ _API_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# A bearer token sent as a query parameter (RFC 6750 §2.3, the live-updates route) is a credential:
+# whatever logs a URL, the value never reaches a log line.
+# The name may arrive percent-encoded (``access%5Ftoken``): query parsers decode it to the same name.
+_ACCESS_TOKEN = re.compile(r"(access(?:_|%5f)token=)[^&\s\"'\\]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``access_token=...`` value replaced by ``REDACTED``."""
+    lowered = text.lower()
+    if "access_token" not in lowered and "access%5ftoken" not in lowered:
+        return text
+    return _ACCESS_TOKEN.sub(r"\1REDACTED", text)
+
+
+class RedactingFilter(logging.Filter):
+    """For loggers whose lines we do not format (the ASGI server's): message and traceback redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,7 +66,12 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(entry, enc_hook=str).decode()
+        try:
+            line = msgspec.json.encode(entry, enc_hook=str).decode()
+        except (msgspec.EncodeError, UnicodeEncodeError):
+            # A lone surrogate (e.g. in a client-chosen value) has no UTF-8 form: escape it, keep the line.
+            line = json.dumps(entry, default=str)
+        return redact(line)
 
 
 def configure_logging() -> None:
@@ -63,8 +91,13 @@ def configure_logging() -> None:
 
 
 def silence_server_access_log() -> None:
-    """On start-up (after uvicorn configured its logging): our access log replaces uvicorn's."""
+    """On start-up (after uvicorn configured its logging): our access log replaces uvicorn's, and the
+    server's own error lines are redacted too."""
     logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
 
 
 def request_context(app: ASGIApp) -> ASGIApp:

@@ -5,9 +5,12 @@ Counters live in memory (one process) or in Redis (``REDIS_URL``), so several in
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +35,23 @@ def parse_rate(value: str) -> tuple[int, int] | None:
     return int(match.group(1)), _WINDOWS[match.group(2)]
 
 
+def client_bucket(host: str) -> str:
+    """``host`` as a rate-limit key: IPv4 per address, IPv6 per /64 (an IPv4-mapped one as IPv4).
+
+    One IPv6 subscriber usually holds a whole /64 (often a /56 or /48): per address, every request
+    could come from a new bucket.
+    """
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])  # without a zone index (fe80::1%eth0)
+    except ValueError:
+        return host or "unknown"  # e.g. a unix socket peer
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 class Counter(Protocol):
     async def hit(self, key: str, window: int) -> int:
         """Count one hit of ``key`` in the current ``window``-second window; return the count so far."""
@@ -41,17 +61,57 @@ class Counter(Protocol):
 
 
 class MemoryCounter:
-    def __init__(self) -> None:
-        self._counts: dict[str, tuple[int, int]] = {}  # key -> (window number, count)
+    """Counters of one process, in O(1) per hit however many clients there are, in bounded memory.
+
+    Entries sit in an ``OrderedDict`` in the order their window began (a key whose window ended is
+    moved to the end when it starts a new one), so finished windows collect at the front: each hit
+    drops at most ``DRAIN_PER_HIT`` of them from there, never scanning or rebuilding the whole map.
+    Past ``max_keys`` the oldest entry is forgotten: a flood of made-up clients (IPv6 gives an
+    attacker many) then costs the forgotten clients some of their count, never memory or time.
+    The default cap holds about 13 MB (measured: 26 MB per 100,000 entries).
+    """
+
+    DRAIN_PER_HIT = 4
+
+    def __init__(self, max_keys: int = 50_000, clock: Callable[[], float] = time.time) -> None:
+        self.max_keys = max_keys
+        self._clock = clock
+        self._entries: OrderedDict[str, list[int]] = OrderedDict()  # key -> [window ends at, count]
+        self.evicted = 0  # entries forgotten before their window ended (memory cap reached)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     async def hit(self, key: str, window: int) -> int:
-        current = int(time.time()) // window
-        number, count = self._counts.get(key, (current, 0))
-        count = count + 1 if number == current else 1
-        self._counts[key] = (current, count)
-        if len(self._counts) > 100_000:  # forget finished windows now and then
-            self._counts = {k: v for k, v in self._counts.items() if v[0] == current}
+        now = self._clock()
+        ends = (int(now) // window + 1) * window
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None and entry[0] == ends:
+            entry[1] += 1
+            count = entry[1]
+        else:
+            if entry is not None:
+                entries.move_to_end(key)  # a new window: it now expires after everyone before it
+                entry[0], entry[1] = ends, 1
+            else:
+                entries[key] = [ends, 1]
+                if len(entries) > self.max_keys:
+                    entries.popitem(last=False)
+                    self.evicted += 1
+            count = 1
+        self._drain(now)
         return count
+
+    def _drain(self, now: float) -> None:
+        entries = self._entries
+        for _ in range(self.DRAIN_PER_HIT):
+            if not entries:
+                return
+            key, (ends, _count) = next(iter(entries.items()))
+            if ends > now:
+                return
+            del entries[key]
 
     async def aclose(self) -> None:
         pass
@@ -105,12 +165,12 @@ class RateLimiter:
 
     @staticmethod
     def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-        """The client address as the ASGI server reports it.
+        """The client's bucket: its IPv4 address, or its IPv6 /64 (one subscriber's usual share).
 
-        uvicorn takes it from ``X-Forwarded-For`` only when the peer is one of ``FORWARDED_ALLOW_IPS``
-        (default: this host), so a client cannot pick its own rate-limit bucket.
+        uvicorn takes the address from ``X-Forwarded-For`` only when the peer is one of
+        ``FORWARDED_ALLOW_IPS`` (default: this host), so a client cannot pick its own bucket.
         """
-        return connection.client.host if connection.client else "unknown"
+        return client_bucket(connection.client.host if connection.client else "")
 
     async def aclose(self) -> None:
         await self.counter.aclose()

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -47,6 +48,19 @@ def bad_tokens(tokens: Tokens, user: str) -> dict[str, str]:
             tokens.claims(user), tokens.keys.public_pem(ed_kid), ed_kid
         ),
         "hs512 not allowed": jwt.encode(tokens.claims(user), SECRET, "HS512"),
+        # Time claims must be numbers (PyJWT alone takes "exp": "9999999999") and finite-sized.
+        "exp beyond any float": tokens.jwks(user, exp=10**400),
+        "exp a numeric string": tokens.jwks(user, exp=str(now + 600)),
+        "iat a numeric string": tokens.jwks(user, iat=str(now)),
+        "exp true": tokens.jwks(user, exp=True),
+        # JWT_MAX_LIFETIME_SECONDS (default a day) from iat, or from now without iat.
+        "lives longer than a day": tokens.jwks(user, iat=now, exp=now + 86_400 + 120),
+        "lives longer than a day, no iat": tokens.jwks(user, iat=None, exp=now + 2 * 86_400),
+        "iat far in the past": tokens.jwks(user, iat=-(10**400), exp=now + 600),
+        # A user id has no control characters and is valid Unicode.
+        "sub with NUL": tokens.jwks(f"{user}\x00"),
+        "sub with a lone surrogate": tokens.jwks(f"{user}\ud800"),
+        "sub with a newline": tokens.jwks(f"{user}\nfake log line"),
     }
 
 
@@ -86,6 +100,52 @@ def test_every_bad_token_is_401_invalid_token(anon: httpx.Client, tokens: Tokens
         body = response.json()
         assert body["status"] == 401
         assert body["detail"], name
+
+
+def test_a_token_living_just_under_the_maximum_is_accepted(
+    anon: httpx.Client, tokens: Tokens, user: str
+) -> None:
+    now = int(time.time())
+    for token in (
+        tokens.jwks(user, iat=now, exp=now + 86_400 - 60),
+        tokens.jwks(user, iat=None, exp=now + 600),
+    ):
+        assert anon.get(f"/api/{user}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_string_exp_says_it_must_be_a_number(anon: httpx.Client, tokens: Tokens, user: str) -> None:
+    token = tokens.jwks(user, exp=str(int(time.time()) + 600))
+    response = anon.get(f"/api/{user}/tasks", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["detail"] == "exp must be a number"
+
+
+def test_max_lifetime_is_configurable(api_env: dict[str, str], tokens: Tokens, user: str) -> None:
+    now = int(time.time())
+    with api_server({**api_env, "JWT_MAX_LIFETIME_SECONDS": "300"}) as server:
+        url = f"{server.url}/api/{user}/tasks"
+        short = tokens.jwks(user, iat=now, exp=now + 290)
+        assert httpx.get(url, headers={"Authorization": f"Bearer {short}"}).status_code == 200
+        long = tokens.jwks(user, iat=now, exp=now + 900)
+        refused = httpx.get(url, headers={"Authorization": f"Bearer {long}"})
+        assert refused.status_code == 401
+        assert refused.json()["detail"] == "token lifetime exceeds the maximum"
+
+
+@pytest.mark.parametrize("odd", ["\x00", "\x1b[31m", "\ud800"])
+def test_a_path_and_sub_with_unusable_characters_is_401_at_the_guard(
+    anon: httpx.Client, tokens: Tokens, user: str, odd: str
+) -> None:
+    """Even when the path names the same odd id as the token: the guard refuses before the database."""
+    sub = f"{user}{odd}"
+    path_id = quote(sub.encode("utf-8", "surrogatepass"), safe="")
+    token = tokens.jwks(sub)
+    for method in ("GET", "POST"):
+        response = anon.request(
+            method, f"/api/{path_id}/tasks", json={"title": "x"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401, (method, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize("alg", ["EdDSA", "ES256", "RS256", "PS256"])

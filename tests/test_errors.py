@@ -8,15 +8,49 @@ import pytest
 from advanced_alchemy.exceptions import DuplicateKeyError, IntegrityError, NotFoundError, RepositoryError
 from litestar import Litestar, get
 from litestar.testing import TestClient
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from backend.errors import exception_handlers
+from backend.errors import Problem, exception_handlers, problem
 
 SECRET_DETAIL = "relation tasks_secret_internal does not exist at /srv/app/db.py line 42"
 
+
+def chained(outer: BaseException, cause: BaseException) -> BaseException:
+    outer.__cause__ = cause
+    return outer
+
+
+def through_sqlalchemy(pg_error: asyncpg.PostgresError) -> DBAPIError:
+    """As SQLAlchemy's asyncpg dialect raises it: an adapted DBAPI error (with the SQLSTATE), raised
+    from asyncpg's, inside a ``DBAPIError``."""
+    adapted = AsyncAdapt_asyncpg_dbapi.Error(f"{type(pg_error)}: {SECRET_DETAIL}")
+    adapted.sqlstate = adapted.pgcode = pg_error.sqlstate  # type: ignore[attr-defined]
+    return DBAPIError(SECRET_DETAIL, None, chained(adapted, pg_error))
+
+
+def through_advanced_alchemy(pg_error: asyncpg.PostgresError) -> BaseException:
+    """``wrap_sqlalchemy_exception`` turns every ``StatementError`` into its ``IntegrityError``."""
+    return chained(IntegrityError(detail=SECRET_DETAIL), through_sqlalchemy(pg_error))
+
+
 RAISES: dict[str, BaseException] = {
-    "not-found": NotFoundError(SECRET_DETAIL),
+    "not-found": NotFoundError("Widget not found"),
+    "not-found-bare": NotFoundError(),
+    "not-found-by-the-library": NotFoundError("No item found when one was expected"),
+    "slots-raw": asyncpg.TooManyConnectionsError(SECRET_DETAIL),
+    "slots-sqlalchemy": through_sqlalchemy(asyncpg.TooManyConnectionsError(SECRET_DETAIL)),
+    "slots-aa": through_advanced_alchemy(asyncpg.TooManyConnectionsError(SECRET_DETAIL)),
+    "starting-up-aa": through_advanced_alchemy(asyncpg.CannotConnectNowError(SECRET_DETAIL)),
+    "resources-sqlalchemy": through_sqlalchemy(asyncpg.InsufficientResourcesError(SECRET_DETAIL)),
+    "crash-shutdown-raw": asyncpg.CrashShutdownError(SECRET_DETAIL),
+    "lost-connection-aa": chained(IntegrityError(detail=SECRET_DETAIL), OSError(SECRET_DETAIL)),
+    "slots-under-runtime": chained(
+        RuntimeError(SECRET_DETAIL), asyncpg.TooManyConnectionsError(SECRET_DETAIL)
+    ),
+    "constraint-aa": through_advanced_alchemy(asyncpg.UniqueViolationError(SECRET_DETAIL)),
+    "syntax-sqlalchemy": through_sqlalchemy(asyncpg.PostgresSyntaxError(SECRET_DETAIL)),
     "integrity": IntegrityError(SECRET_DETAIL),
     "duplicate": DuplicateKeyError(SECRET_DETAIL),
     "repository": RepositoryError(SECRET_DETAIL),
@@ -48,6 +82,9 @@ def app_client() -> TestClient[Litestar]:
         ("not-found", 404), ("integrity", 409), ("duplicate", 409), ("repository", 500), ("runtime", 500),
         ("pool-timeout", 503), ("connection-lost", 503), ("pg-shutdown", 503), ("pg-data", 400),
         ("pg-unique", 409), ("pg-other", 500), ("socket", 503), ("pg-broken-state", 503),
+        ("slots-raw", 503), ("slots-sqlalchemy", 503), ("slots-aa", 503), ("starting-up-aa", 503),
+        ("resources-sqlalchemy", 503), ("crash-shutdown-raw", 503), ("lost-connection-aa", 503),
+        ("slots-under-runtime", 503), ("constraint-aa", 409), ("syntax-sqlalchemy", 500),
     ],
 )  # fmt: skip
 def test_exceptions_map_to_problem_documents(
@@ -65,6 +102,30 @@ def test_exceptions_map_to_problem_documents(
     assert "Traceback" not in response.text
     if status == 503:
         assert response.headers["Retry-After"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "detail"),
+    [
+        ("not-found", "Widget not found"),
+        ("not-found-bare", "Not found"),
+        ("not-found-by-the-library", "Not found"),
+    ],
+)
+def test_404_is_worded_by_the_resource_that_raised_it(
+    app_client: TestClient[Litestar], kind: str, detail: str
+) -> None:
+    with app_client as client:
+        response = client.get(f"/raise/{kind}")
+    assert response.status_code == 404
+    assert response.json() == {"type": "about:blank", "title": "Not Found", "status": 404, "detail": detail}
+
+
+def test_problem_responses_are_the_problem_struct() -> None:
+    response = problem(400, "Invalid", errors=[{"field": "title", "message": "must not be blank"}])
+    assert isinstance(response.content, Problem)
+    assert response.media_type == "application/problem+json"
+    assert response.content.errors[0].field == "title"  # type: ignore[index]
 
 
 def test_405_and_unknown_routes_are_problem_documents(anon: httpx.Client) -> None:

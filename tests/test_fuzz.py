@@ -15,6 +15,15 @@ Every response must pass: no 5xx, a documented status code, the documented conte
 body schema, invalid input rejected, undocumented methods answered with 405. All distinct failures of the
 run are reported together, each with a reproduction.
 
+Why the schema-driven run never found the malformed-JSON 500s: Schemathesis generates *values* from
+the request-body schema and serializes them with a JSON encoder, so every body it sends is well-formed
+JSON (its negative mode breaks the schema, never the syntax); Hypothesis' JSON strategies exclude NaN
+and infinities (not JSON), bound nesting and number size, and never cut a document short. Trailing
+commas, ``NaN``, ``1e999``, 5,000-digit numbers, 10,000-deep nesting and truncated UTF-8 were therefore
+unreachable. ``test_raw_bodies_never_cause_a_server_error`` closes that gap: a Hypothesis strategy of
+raw bytes (mutated valid bodies, deep nesting, huge and non-finite numbers, lone surrogates, arbitrary
+bytes) sent as ``application/json`` to every operation of the document that takes a body.
+
 ``schemathesis.pytest.from_fixture`` (the lazy loader a fixture-served API would need) does not work
 with pytest 9.2 (it reads and sets ``Function._nodeid``), so the test drives schemathesis' Python API
 itself: ``iter_coverage_cases`` and ``APIOperation.as_strategy`` under Hypothesis' ``@given``.
@@ -32,6 +41,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import CheckFunction, not_a_server_error
@@ -194,3 +204,94 @@ def test_api_conforms_to_its_openapi_document(api: ApiServer, tokens: Tokens) ->
     assert not unsuccessful, (unsuccessful, findings.statuses)
     if findings.first:
         pytest.fail(f"{len(findings.first)} distinct failure(s):\n\n{findings.report()}", pytrace=False)
+
+
+# --- raw bodies: what a JSON encoder can never produce -------------------------------------------
+
+RAW_EXAMPLES = 60  # per operation that takes a body
+_VALID_BODIES = [
+    b'{"title": "a", "priority": "high", "tags": ["x"], "completed": false}',
+    b'{"title": "b", "description": null, "due_at": "2026-12-01T09:00:00Z"}',
+    b'{"completed": true}',
+    b"{}",
+]
+_NON_FINITE = [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"1E400", b"0e99999"]
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> bytes:
+    body = bytearray(draw(st.sampled_from(_VALID_BODIES)))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(body)))
+        kind = draw(st.sampled_from(["cut", "insert", "replace"]))
+        if kind == "cut":
+            del body[at:]
+        elif kind == "insert":
+            body[at:at] = draw(
+                st.binary(min_size=1, max_size=6) | st.sampled_from([b",", b"]", b"}", b'"', b"\\"])
+            )
+        else:
+            body[at : at + 1] = draw(st.binary(min_size=1, max_size=1))
+    return bytes(body)
+
+
+def raw_json_bodies() -> st.SearchStrategy[bytes]:
+    """Bodies a JSON encoder never emits, each a 400 for the API (or a success where still valid)."""
+    deep = st.integers(100, 12_000).flatmap(
+        lambda n: st.sampled_from([b"[" * n + b"]" * n, b'{"title":' + b"[" * n + b"]" * n + b"}"])
+    )
+    huge = st.integers(300, 6_000).map(lambda n: b'{"title":"a","priority":' + b"9" * n + b"}")
+    non_finite = st.sampled_from(_NON_FINITE).map(lambda v: b'{"title":"a","completed":' + v + b"}")
+    surrogates = st.integers(0xD800, 0xDFFF).flatmap(
+        lambda cp: st.sampled_from(
+            [
+                f'{{"title":"\\u{cp:04x}"}}'.encode(),
+                f'{{"title":"{chr(cp)}"}}'.encode("utf-8", "surrogatepass"),
+            ]
+        )
+    )
+    return st.one_of(_mutated(), deep, huge, non_finite, surrogates, st.binary(max_size=64))
+
+
+def fuzz_raw_bodies(
+    client: httpx.Client, method: str, path: str, label: str, failures: dict[Any, bytes]
+) -> None:
+    """Send ``RAW_EXAMPLES`` raw bodies; record the first body per (operation, bad status)."""
+
+    @seed(SEED)
+    @settings(
+        max_examples=RAW_EXAMPLES, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(body=raw_json_bodies())
+    def send(body: bytes) -> None:
+        r = client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+        problem = r.headers.get("content-type") == "application/problem+json"
+        if r.status_code >= 500 or (r.status_code >= 400 and not problem):
+            failures.setdefault((label, r.status_code), body)
+
+    send()
+
+
+def test_raw_bodies_never_cause_a_server_error(api: ApiServer, tokens: Tokens) -> None:
+    config = SchemathesisConfig.from_dict({"seed": SEED, "request-timeout": 30})
+    schema = schemathesis.openapi.from_url(f"{api.url}/schema/openapi.json", config=config)
+    failures: dict[tuple[str, int], bytes] = {}  # (operation, status) -> the first body that caused it
+    with_body = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
+        operation = result.ok()
+        if "requestBody" not in operation.definition.raw:
+            continue
+        with_body.append(operation.label)
+        user = user_for(operation)
+        with httpx.Client(
+            base_url=f"{api.url}/api/{user}", headers=tokens.headers(user), timeout=30
+        ) as client:
+            task_id = RealTask(client).task_id
+            path = operation.path.replace("{user_id}", user).replace("{task_id}", task_id)
+            fuzz_raw_bodies(client, operation.method.upper(), f"{api.url}{path}", operation.label, failures)
+    assert len(with_body) >= 5, with_body
+    assert not failures, "\n".join(
+        f"{label} -> {status} for {body[:80]!r}{'...' if len(body) > 80 else ''} ({len(body)} bytes)"
+        for (label, status), body in failures.items()
+    )

@@ -379,8 +379,18 @@ def test_cached_keys_verify_promptly_while_a_fetch_hangs(scripted: ScriptedJWKS,
         (200, b'{"keys": null}'),
         (200, b'{"keys": 5}'),
         (200, b'{"keys": [42, "x"]}'),
+        (200, b'{"keys": []}'),
     ],
-    ids=["http-500", "not-json", "json-list", "json-string", "keys-null", "keys-number", "keys-not-objects"],
+    ids=[
+        "http-500",
+        "not-json",
+        "json-list",
+        "json-string",
+        "keys-null",
+        "keys-number",
+        "keys-not-objects",
+        "keys-empty",
+    ],
 )
 def test_a_broken_jwks_answer_is_an_invalid_token_and_keeps_the_cached_keys(
     status: int, body: bytes, scripted: ScriptedJWKS, own_tokens: Tokens

@@ -101,3 +101,11 @@ def test_pool_mode_is_detected_for_neon_pooler_hosts_and_can_be_set() -> None:
     assert load_settings({**pooled, "DATABASE_POOL_MODE": "session"}).database_pool_mode == "session"
     with pytest.raises(ConfigError, match="DATABASE_POOL_MODE"):
         load_settings({**BASE, "DATABASE_POOL_MODE": "statement"})
+
+
+def test_max_token_lifetime_defaults_to_a_day_and_must_be_positive() -> None:
+    assert load_settings(dict(BASE)).jwt_max_lifetime_seconds == 86_400
+    assert load_settings({**BASE, "JWT_MAX_LIFETIME_SECONDS": "900"}).jwt_max_lifetime_seconds == 900
+    for bad in ("0", "-5", "a day"):
+        with pytest.raises(ConfigError, match="JWT_MAX_LIFETIME_SECONDS"):
+            load_settings({**BASE, "JWT_MAX_LIFETIME_SECONDS": bad})
