@@ -38,7 +38,11 @@ _LIBRARY_NOT_FOUND = frozenset({"No item found when one was expected", "No rows 
 # 53000, 53100 disk full, 53200 out of memory, 53400 configuration limit), and from class 57 the
 # shutdowns, 57P03 "cannot connect now" (starting up, recovering) and 57P05 idle-session timeout.
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
-_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
+# A deadlock (40P01) or serialization failure (40001) rolled the statement back: the same request may
+# simply be sent again. Bulk writes lock rows in one order so these should not happen; if one does, it
+# is a 503 with Retry-After, never a 500.
+_RETRYABLE_STATES = ("40P01", "40001")
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05", *_RETRYABLE_STATES})
 # Failures with no SQLSTATE that mean the same: sockets, the driver's "connection is closed" and
 # broken-connection states, a pool or connection queue that ran dry.
 _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (

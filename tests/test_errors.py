@@ -63,6 +63,8 @@ RAISES: dict[str, BaseException] = {
     "pg-other": asyncpg.UndefinedTableError(SECRET_DETAIL),
     "socket": ConnectionRefusedError(SECRET_DETAIL),
     "pg-broken-state": asyncpg.InternalClientError(SECRET_DETAIL),
+    "deadlock-raw": asyncpg.DeadlockDetectedError(SECRET_DETAIL),
+    "serialization-sqlalchemy": through_sqlalchemy(asyncpg.SerializationError(SECRET_DETAIL)),
 }
 
 
@@ -85,6 +87,7 @@ def app_client() -> TestClient[Litestar]:
         ("slots-raw", 503), ("slots-sqlalchemy", 503), ("slots-aa", 503), ("starting-up-aa", 503),
         ("resources-sqlalchemy", 503), ("crash-shutdown-raw", 503), ("lost-connection-aa", 503),
         ("slots-under-runtime", 503), ("constraint-aa", 409), ("syntax-sqlalchemy", 500),
+        ("deadlock-raw", 503), ("serialization-sqlalchemy", 503),
     ],
 )  # fmt: skip
 def test_exceptions_map_to_problem_documents(
