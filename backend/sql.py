@@ -10,9 +10,12 @@ from typing import Any, TypeVar, cast
 import asyncpg
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import greenlet_spawn
 
 ModelT = TypeVar("ModelT", bound=DeclarativeBase)
 
@@ -51,6 +54,11 @@ def row_count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+def _checkout(session: Session) -> tuple[Connection, Any]:
+    connection = session.connection()
+    return connection, connection.connection.driver_connection
+
+
 class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
     """Advanced Alchemy's repository, plus prebuilt statements run on the session's own connection.
 
@@ -67,13 +75,15 @@ class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
     """
 
     _driver: Any = None
-    _connection_proxy: Any = None
+    _bound: Connection | None = None
 
     async def _connection(self) -> Any:
         if self._driver is None:
-            connection = await self.session.connection()
-            self._connection_proxy = connection
-            self._driver = (await connection.get_raw_connection()).driver_connection
+            # One hop into SQLAlchemy's greenlet instead of the three that ``await session.connection()``
+            # and ``get_raw_connection()`` take: the session's connection and asyncpg's under it.
+            self._bound, self._driver = await greenlet_spawn(
+                _checkout, cast("AsyncSession", self.session).sync_session
+            )
         return self._driver
 
     async def _run(self, sql: Sql, params: dict[str, Any], method: str) -> Any:
@@ -84,8 +94,9 @@ class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
             # SQLAlchemy did not run this statement, so it cannot see the connection die: drop it, and
             # the idle ones that died with it (a database restart), so the next request reconnects.
             self._driver = None
-            await self._connection_proxy.invalidate()
-            await self._connection_proxy.engine.dispose()
+            if self._bound is not None:
+                await greenlet_spawn(self._bound.invalidate)
+                await greenlet_spawn(self._bound.engine.dispose)
             raise
 
     @asynccontextmanager
