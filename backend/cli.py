@@ -1,4 +1,4 @@
-"""``litestar tasks ...``: developer commands."""
+"""The app's CLI plugin: ``litestar run`` served by Granian, and ``litestar tasks ...`` developer commands."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 import jwt
-from litestar.plugins import CLIPluginProtocol
+from litestar_granian import GranianPlugin
 
 from backend.settings import Settings
 
@@ -37,11 +37,18 @@ def mint_token(settings: Settings, user_id: str, ttl_seconds: int) -> str:
     return jwt.encode(claims, settings.jwt_secret, algorithm=algorithm)
 
 
-class TasksCLIPlugin(CLIPluginProtocol):
+class TasksCLIPlugin(GranianPlugin):
+    """litestar-granian's plugin (its ``run`` replaces the uvicorn one; why: bench/results/ and
+    docs/deploying.md) plus the ``tasks`` command group."""
+
+    __slots__ = ("settings",)
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
 
     def on_cli_init(self, cli: click.Group) -> None:
+        super().on_cli_init(cli)
         settings = self.settings
 
         @cli.group(name="tasks", help="Tasks API developer commands.")

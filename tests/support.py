@@ -104,7 +104,9 @@ class ApiServer:
             # which a signal to the parent alone would leave running (scripts/serve has no such gap).
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
+        # Generous: `litestar run` imports the app twice (CLI, then Granian's worker) and this machine
+        # is shared; a server that fails to start says so at once (the poll below).
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"API server exited: {self.output()}")
@@ -113,7 +115,7 @@ class ApiServer:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError("API server did not become healthy in 30 s")
+        raise RuntimeError(f"API server did not become healthy in 90 s: {self.output()}")
 
     def stop(self) -> str:
         """Stop the server and return what it printed."""
