@@ -1,4 +1,4 @@
-"""``litestar tasks ...``: developer commands."""
+"""The app's CLI plugin: ``litestar run`` served by Granian, and ``litestar tasks ...`` developer commands."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 import jwt
-from litestar.plugins import CLIPluginProtocol
+from litestar.config.app import AppConfig
+from litestar_granian import GranianPlugin
 
+from backend.proxies import forwarded_middleware
 from backend.settings import Settings
 
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
@@ -37,11 +39,24 @@ def mint_token(settings: Settings, user_id: str, ttl_seconds: int) -> str:
     return jwt.encode(claims, settings.jwt_secret, algorithm=algorithm)
 
 
-class TasksCLIPlugin(CLIPluginProtocol):
+class TasksCLIPlugin(GranianPlugin):
+    """litestar-granian's plugin (its ``run`` replaces the uvicorn one; why: bench/results/ and
+    docs/deploying.md), the proxy-header handling uvicorn used to do (backend/proxies.py), and the
+    ``tasks`` command group."""
+
+    __slots__ = ("settings",)
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
 
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        # Outermost of the app's middleware, so guards (the per-IP rate limit) see the forwarded client.
+        app_config.middleware.insert(0, forwarded_middleware())
+        return app_config
+
     def on_cli_init(self, cli: click.Group) -> None:
+        super().on_cli_init(cli)
         settings = self.settings
 
         @cli.group(name="tasks", help="Tasks API developer commands.")

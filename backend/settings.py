@@ -57,6 +57,14 @@ class Settings:
     tasks_max_per_user: int = 100_000
     rate_limit: str = "600/minute"
     redis_url: str | None = None
+    # Serving (`scripts/serve`: `litestar run` on Granian; docs/deploying.md). Granian's HTTP/1 read
+    # buffer, which bounds a request's line and headers: a head smaller than it is always read, one twice
+    # its size or more always gets a 431 (between, it depends on how the bytes arrive); 100 headers at
+    # most. Then the seconds a client has to send the head, and the seconds in-flight requests get to
+    # finish after SIGTERM.
+    server_header_buffer_bytes: int = 32768
+    server_header_read_timeout: float = 10.0
+    server_shutdown_timeout: int = 30
 
     @property
     def jwks_algorithms(self) -> tuple[str, ...]:

@@ -49,8 +49,22 @@ TASKS_PER_USER = 50
 BIG_TASKS = 10_000
 PAGE = 50
 BIG_FILTER = "priority=high&sort=-due_at"
-# --api-loop choices -> uvicorn's --loop; "serving" is what scripts/serve runs.
-LOOPS = {"serving": "backend.eventloop:ServingLoop", "asyncio": "asyncio", "uvloop": "uvloop"}
+# Flags every Granian variant shares: HTTP/1 only, no websockets, the same backlog as uvicorn's.
+_GRANIAN = ["--http", "1", "--no-ws", "--backlog", "4096"]
+# --server choices: how the API is started (HOST and PORT appended by Server.command).
+# "litestar" is the production command (scripts/serve); the others are alternatives it was measured
+# against (bench/results/; "uvicorn-loop" there is uvicorn on the event loop the API had before, removed
+# with backend/eventloop.py); "raw" is the baseline, not an API server.
+SERVERS: dict[str, list[str]] = {
+    # Exactly what scripts/serve runs (backend/serve.py builds the `litestar run` line; HOST/PORT/WORKERS).
+    "litestar": ["python", "-m", "backend.serve"],
+    "granian": ["granian", "--interface", "asgi", "--factory", "--loop", "uvloop", *_GRANIAN, "--log-level", "warning"],
+    "granian-asyncio": ["granian", "--interface", "asgi", "--factory", "--loop", "asyncio", *_GRANIAN, "--log-level", "warning"],
+    "uvicorn-uvloop": ["uvicorn", "--factory", "--loop", "uvloop", "--http", "httptools",
+                       "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
+    "raw": ["uvicorn", "--factory", "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
+}  # fmt: skip
 
 
 def log(msg: str) -> None:
@@ -255,13 +269,13 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """uvicorn serving ``app`` (a factory) with ``workers`` processes, in its own process group."""
+    """``kind`` (a key of SERVERS) serving ``app`` with ``workers`` processes, in its own process group."""
 
     name: str
+    kind: str
     app: str
     workers: int
     env: dict[str, str]
-    loop: str = "uvloop"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     logfile: Any = None
@@ -271,17 +285,20 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, logdir: Path) -> None:
-        self.logfile = (logdir / f"{self.name}.log").open("wb")
-        cmd = [
-            str(VENV_BIN / "uvicorn"), "--factory", self.app, "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(self.workers), "--loop", self.loop, "--http", "httptools",
-            "--no-access-log", "--log-level", "warning", "--backlog", "4096",
-        ]  # fmt: skip
+        self.logfile = (logdir / f"{self.name}.log").open("ab")
+        program, *flags = SERVERS[self.kind]
+        cmd = [str(VENV_BIN / program), *flags]
+        env = {**os.environ, **self.env}
+        if self.kind == "litestar":
+            env.update(
+                HOST="127.0.0.1", PORT=str(self.port), WORKERS=str(self.workers), LITESTAR_APP=self.app
+            )
+        else:
+            cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers), self.app]
         self.process = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=self.logfile, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cmd, cwd=ROOT, env=env, stdout=self.logfile, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # `litestar run` imports the app twice; the box is shared
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {logdir / (self.name + '.log')}")
@@ -294,19 +311,21 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not become healthy in 60 s")
+        raise RuntimeError(f"{self.name} did not become healthy in 120 s")
 
     def worker_pids(self) -> list[int]:
-        """The processes that serve requests: the server itself with 1 worker, else its spawned workers."""
+        """The processes that serve requests: the leaves of the server's process tree (uvicorn with 1
+        worker serves in its own process; Granian and ``litestar run`` always in child processes)."""
         if self.process is None:
             return []
-        if self.workers == 1:
-            return [self.process.pid]
         try:
-            children = psutil.Process(self.process.pid).children()
+            root = psutil.Process(self.process.pid)
+            tree = [root, *root.children(recursive=True)]
+            return [
+                p.pid for p in tree if not p.children() and "resource_tracker" not in " ".join(p.cmdline())
+            ]
         except psutil.Error:
             return []
-        return [c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())]
 
     def stop(self) -> None:
         if self.process is None:
@@ -420,7 +439,7 @@ def find_pyspy() -> str | None:
 
 @dataclass
 class Result:
-    server: str  # "api" or "raw"
+    server: str  # a key of SERVERS ("raw": the baseline)
     workers: int
     conns: int
     case: Case
@@ -432,6 +451,7 @@ class Result:
     healthy_after: bool
     app_cpu_us: float = 0.0
     pg_cpu_us: float = 0.0
+    round_no: int = 0
 
     @property
     def rps(self) -> float:
@@ -498,9 +518,10 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         f"{meta['pool']}`, `DATABASE_MAX_OVERFLOW=0`, `DATABASE_POOL_TIMEOUT=5`; raw baseline: asyncpg pool "
         f"min=max={meta['pool']}, acquire timeout 5 s → 503). Same bound for both, sized to the 64-connection "
         f"case so no request of it waits for a connection; at 1,000 connections both queue for the pool. "
-        f"Servers: uvicorn + httptools; the API on the `{meta['api_loop']}` event loop (`serving` = "
-        f"`backend.eventloop`, as `scripts/serve` runs it) with its JSON access log on (to a file), "
-        f"the raw baseline on uvloop (its fastest; no log).",
+        f"API servers (first = reference): "
+        + "; ".join(f"**{k}** `{' '.join(SERVERS[k])}`" for k in meta["servers"])
+        + f"; {meta['repeat']} round(s), the servers' order reversed every other round. The API's JSON "
+        f"access log is on (to a file); the raw baseline runs on uvicorn + uvloop + httptools (its fastest; no log).",
         "",
         "Columns: req/s; latency percentiles in ms; **err** = non-2xx responses + socket errors "
         "(connect/read/write), **t/o** = wrk timeouts (no answer in 10 s); **RSS** = peak resident memory "
@@ -510,23 +531,64 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         "divided by the requests served; **×raw** = req/s divided by the raw baseline's (1 worker, same connections) list "
         "(for GET cases) or create (for write cases).",
         "",
-        "| server | W | conns | case | req/s | p50 | p95 | p99 | err | t/o | RSS MB | /w | tx/req | CPU µs/req app+pg | ×raw |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server | round | W | conns | case | req/s | p50 | p95 | p99 | err | t/o | RSS MB | /w | tx/req | CPU µs/req app+pg | ×raw |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         base = raw.get((r.case.baseline, r.conns))
-        ratio = f"{r.rps / base.rps:.2f} ({r.case.baseline})" if base and r.server == "api" else "—"
+        ratio = f"{r.rps / base.rps:.2f} ({r.case.baseline})" if base and r.server != "raw" else "—"
         err = r.non2xx + r.socket_errors
         flag = "" if r.healthy_after else " ⚠ unhealthy after"
         out.append(
-            f"| {r.server} | {r.workers} | {r.conns} | {r.case.label} | {r.rps:,.0f} | {ms(r.wrk['p50'])} | "
+            f"| {r.server} | {r.round_no + 1} | {r.workers} | {r.conns} | {r.case.label} | {r.rps:,.0f} | {ms(r.wrk['p50'])} | "
             f"{ms(r.wrk['p95'])} | {ms(r.wrk['p99'])} | {err}{flag} | {r.timeouts} | {mb(r.rss_sum)} | "
             f"{mb(r.rss_each)} | {r.xacts_per_req:.2f} | {r.app_cpu_us:,.0f} + {r.pg_cpu_us:,.0f} | {ratio} |"
         )
-    out += ["", "## Targets (issue #5)", ""]
-    out += targets(results, raw)
+    if len(meta["servers"]) > 1:
+        out += ["", *comparison(results, meta["servers"])]
+    reference = [r for r in results if r.server in ("raw", meta["servers"][0])]
+    out += ["", f"## Targets (issue #5), for {meta['servers'][0]}", ""]
+    out += targets(reference, raw)
     out += ["", meta.get("notes", "")]
     return "\n".join(out).rstrip() + "\n"
+
+
+def comparison(results: list[Result], kinds: list[str]) -> list[str]:
+    """Each server's req/s ÷ the reference's (the first) in the same round, median over rounds, and
+    every error or timeout any round had."""
+    ref = kinds[0]
+    by_key = {(r.server, r.round_no, r.workers, r.conns, r.case.name): r for r in results}
+    keys = sorted({(r.workers, r.conns, r.case.name) for r in results if r.server == ref})
+    out = [
+        f"## Servers compared (req/s ÷ {ref}'s in the same round; median over rounds, min–max)",
+        "",
+        "| W | conns | case | " + " | ".join(kinds) + " |",
+        "|---|---|---|" + "---|" * len(kinds),
+    ]
+    for w, c, case in keys:
+        cells = []
+        for kind in kinds:
+            ratios, faults = [], 0
+            for (s, rnd, ww, cc, name), r in by_key.items():
+                if (s, ww, cc, name) != (kind, w, c, case):
+                    continue
+                faults += r.non2xx + r.socket_errors + r.timeouts + (0 if r.healthy_after else 1)
+                base = by_key.get((ref, rnd, w, c, case))
+                if base:
+                    ratios.append(r.rps / base.rps)
+            ratios.sort()
+            text = "—"
+            if ratios:
+                text = (
+                    f"{ratios[len(ratios) // 2]:.2f}"
+                    if len(ratios) % 2
+                    else f"{sum(ratios[len(ratios) // 2 - 1 : len(ratios) // 2 + 1]) / 2:.2f}"
+                )
+                if len(ratios) > 1:
+                    text += f" ({ratios[0]:.2f}–{ratios[-1]:.2f})"
+            cells.append(text + (f" ⚠ {faults} err/t/o" if faults else ""))
+        out.append(f"| {w} | {c} | {case} | " + " | ".join(cells) + " |")
+    return out
 
 
 def targets(results: list[Result], raw: dict[Any, Result]) -> list[str]:
@@ -535,7 +597,7 @@ def targets(results: list[Result], raw: dict[Any, Result]) -> list[str]:
             (
                 r
                 for r in results
-                if r.server == "api" and r.case.name == case and r.workers == workers and r.conns == conns
+                if r.server != "raw" and r.case.name == case and r.workers == workers and r.conns == conns
             ),
             None,
         )
@@ -563,7 +625,7 @@ def targets(results: list[Result], raw: dict[Any, Result]) -> list[str]:
                 f"- {ok(ratio >= 0.5)} {name} ≥ 0.5 × raw POST: **{ratio:.2f}** "
                 f"({r.rps:,.0f} vs {cbase.rps:,.0f} req/s)"
             )
-    big = [r for r in results if r.server == "api" and r.conns == 1000]
+    big = [r for r in results if r.server != "raw" and r.conns == 1000]
     if big:
         bad = [r for r in big if r.non2xx + r.socket_errors + r.timeouts > 0 or not r.healthy_after]
         detail = ", ".join(
@@ -583,7 +645,7 @@ def targets(results: list[Result], raw: dict[Any, Result]) -> list[str]:
                     f"- {ok(ratio >= 0.8)} 10k user {name.split('_')[1]} page within 20% of the 50-task "
                     f"list: **{ratio:.2f}** × list req/s (p99 {ms(r.wrk['p99'])} vs {ms(lst.wrk['p99'])} ms)"
                 )
-    api = [r for r in results if r.server == "api"]
+    api = [r for r in results if r.server != "raw"]
     if api:
         worst = max(api, key=lambda r: r.rss_each)
         lines.append(
@@ -617,10 +679,16 @@ def parse_args() -> argparse.Namespace:
         help="after each 1-worker run at the first connection count, an extra run under py-spy (not in the table)",
     )
     p.add_argument(
-        "--api-loop",
+        "--server",
         default=None,
-        choices=list(LOOPS),
-        help="the API's event loop (BENCH_API_LOOP): serving = backend.eventloop (scripts/serve), the default",
+        help=f"comma list of API servers, the first is the reference (BENCH_SERVER; litestar): "
+        f"{', '.join(k for k in SERVERS if k != 'raw')}",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="rounds over the servers, alternating their order (BENCH_REPEAT; 1)",
     )
     p.add_argument("--out", default=None, help="result file (default bench/results/<date>.md)")
     return p.parse_args()
@@ -639,9 +707,11 @@ def main() -> int:
     default_cases = "list,big_first,create" if quick else "list,big_first,big_last,get,toggle,update,create"
     case_names = (args.cases or os.environ.get("BENCH_CASES") or default_cases).split(",")
     pool = args.pool or int(os.environ.get("BENCH_POOL", "64"))
-    api_loop = args.api_loop or os.environ.get("BENCH_API_LOOP") or "serving"
-    if api_loop not in LOOPS:
-        log(f"BENCH_API_LOOP must be one of {', '.join(LOOPS)} (got {api_loop!r})")
+    server_kinds = (args.server or os.environ.get("BENCH_SERVER") or "litestar").split(",")
+    repeat = args.repeat or int(os.environ.get("BENCH_REPEAT", "1"))
+    unknown_servers = [s for s in server_kinds if s not in SERVERS or s == "raw"]
+    if unknown_servers or repeat < 1:
+        log(f"--server takes {', '.join(k for k in SERVERS if k != 'raw')}; --repeat at least 1")
         return 2
     if shutil.which("wrk") is None:
         log("wrk is missing: apt-get install -y wrk")
@@ -722,23 +792,28 @@ def main() -> int:
             (work / f"{case.name}.txt").write_text("\n".join(case.lines) + "\n")
 
         # The baseline first, so a slow-down later in the round shows up as a lower ratio, not a higher one.
-        plan: list[tuple[str, int, list[Case]]] = [("raw", 1, [c for c in cases.values() if not c.api_only])]
-        plan += [("api", w, [cases[c] for c in case_names]) for w in workers]
+        # Then each round runs every server in turn, the order reversed every other round, so servers
+        # compared share the same window and drift on the machine does not favour one of them.
+        plan: list[tuple[str, int, int, list[Case]]] = [
+            ("raw", 1, 0, [c for c in cases.values() if not c.api_only])
+        ]
+        for round_no in range(repeat):
+            order = server_kinds if round_no % 2 == 0 else server_kinds[::-1]
+            plan += [(kind, w, round_no, [cases[c] for c in case_names]) for w in workers for kind in order]
         plans_text = asyncio.run(explain_big(dsn, big, (data["big_high"] - 1) // PAGE * PAGE))
         pyspy = find_pyspy() if args.profile else None
         if args.profile and not pyspy:
             log("--profile: py-spy not found (set BENCH_PYSPY or install it into /tmp/pyspy-venv)")
-        total_runs = sum(len(cs) for _, _, cs in plan) * len(conns)
+        total_runs = sum(len(cs) for *_, cs in plan) * len(conns)
         log(f"{total_runs} runs × ({warmup:g} s warm-up + {duration:g} s)")
         results: list[Result] = []
         profiles: list[str] = []
         log_notes: list[str] = []
-        for kind, w, run_cases in plan:
-            app = "backend.app:create_app" if kind == "api" else "bench.baseline_app:create_app"
-            loop = LOOPS[api_loop] if kind == "api" else "uvloop"
-            server = Server(f"{kind}-w{w}", app, w, common_env, loop=loop)
+        for kind, w, round_no, run_cases in plan:
+            app = "bench.baseline_app:create_app" if kind == "raw" else "backend.app:create_app"
+            server = Server(f"{kind}-w{w}", kind, app, w, common_env)
             servers.append(server)
-            log(f"starting {kind} with {w} worker(s) on port {server.port}")
+            log(f"starting {kind} with {w} worker(s) on port {server.port} (round {round_no + 1})")
             server.start(work)
             for c in conns:
                 for case in run_cases:
@@ -760,12 +835,13 @@ def main() -> int:
                     xacts = (after[0] + after[1] - before[0] - before[1] - 2) / max(res["requests"], 1)
                     n = max(res["requests"], 1)
                     r = Result(kind, w, c, case, res, rss.peak_sum, rss.peak_each, sum(vm_hwm(p) for p in pids),
-                               xacts, healthy, (cpu1[0] - cpu0[0]) / n * 1e6, (cpu1[1] - cpu0[1]) / n * 1e6)  # fmt: skip
+                               xacts, healthy, (cpu1[0] - cpu0[0]) / n * 1e6, (cpu1[1] - cpu0[1]) / n * 1e6,
+                               round_no)  # fmt: skip
                     results.append(r)
                     log(f"{kind} W{w} c{c} {case.name:9s} {r.rps:8,.0f} req/s  p50 {ms(res['p50'])}  "
                         f"p99 {ms(res['p99'])} ms  non2xx {r.non2xx}  sock {r.socket_errors}  t/o {r.timeouts}  "
                         f"rss {mb(r.rss_sum)} MB  tx/req {xacts:.2f}  cpu/req app {r.app_cpu_us:.0f} µs pg {r.pg_cpu_us:.0f} µs")  # fmt: skip
-                    if pyspy and kind == "api" and w == 1 and c == conns[0]:
+                    if pyspy and kind != "raw" and round_no == 0 and w == 1 and c == conns[0]:
                         profiles.append(profile_case(pyspy, server, req_file, c, duration, work, stamp, case))
                     if case.name == "create":
                         asyncio.run(delete_created(dsn))
@@ -784,7 +860,8 @@ def main() -> int:
             "total": data["total"],
             "big_high": data["big_high"],
             "pool": pool,
-            "api_loop": api_loop,
+            "servers": server_kinds,
+            "repeat": repeat,
             "load": load_at_start,
             "notes": (
                 (

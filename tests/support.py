@@ -70,8 +70,9 @@ def run_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.C
 
 @dataclass
 class ApiServer:
-    """The API in a child process, served as in production (``scripts/serve``: uvicorn on the loop of
-    ``backend.eventloop``), or with ``dev=True`` as ``scripts/dev`` serves it (``litestar run``)."""
+    """The API in a child process, served as in production (``scripts/serve``: ``litestar run`` on
+    Granian with the production flags), or with ``dev=True`` as ``scripts/dev`` serves it (plain
+    ``litestar run``). ``LITESTAR_APP`` in ``env`` serves another app the same way."""
 
     env: dict[str, str]
     workers: int = 1
@@ -100,20 +101,23 @@ class ApiServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
-            # Its own process group: with --wc N, `litestar run` starts uvicorn as a child process,
-            # which a signal to the parent alone would leave running (scripts/serve has no such gap).
+            # Its own process group (the CLI, Granian's supervisor, its workers): stop() signals all of
+            # them, as a container runtime or systemd does.
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
+        # Generous: `litestar run` imports the app twice (CLI, then Granian's worker) and this machine
+        # is shared; a server that fails to start says so at once (the poll below).
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"API server exited: {self.output()}")
+                raise RuntimeError(f"API server exited: {self.stop()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError("API server did not become healthy in 30 s")
+        # Stopped here: a caller whose start() raised has nothing to stop it with.
+        raise RuntimeError(f"API server did not become healthy in 90 s: {self.stop()}")
 
     def stop(self) -> str:
         """Stop the server and return what it printed."""
