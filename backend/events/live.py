@@ -1,0 +1,31 @@
+"""``LiveUpdates``: the hub, the listener and the exit hook of one worker, with its start and stop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from backend.events.hub import Hub
+from backend.events.listener import Listener, listen_connect_args
+from backend.events.signals import on_exit_signal
+from backend.settings import Settings
+
+
+class LiveUpdates:
+    """Create one per app; ``start`` goes in ``on_startup``, ``stop`` in ``on_shutdown``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = Hub()
+        self.listener = Listener(listen_connect_args(settings), self.hub)
+        self._restore_signals: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        self.listener.start()
+        self._restore_signals = on_exit_signal(self.hub.close_all)
+
+    async def stop(self) -> None:
+        self.hub.close_all()
+        if self._restore_signals is not None:
+            self._restore_signals()
+            self._restore_signals = None
+        await self.listener.stop()
