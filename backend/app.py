@@ -13,6 +13,7 @@ from backend.cli import TasksCLIPlugin
 from backend.connections import ConnectionQueue
 from backend.db import database_config
 from backend.errors import exception_handlers
+from backend.events import EventController, LiveUpdates
 from backend.health import health, ready
 from backend.http.cors import cors_config
 from backend.http.openapi import openapi_config
@@ -56,11 +57,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     tasks = TaskService(
         connections=ConnectionQueue(db.get_engine(), pool_slots, settings.database_pool_timeout)
     )
+    live = LiveUpdates(settings)
     api = Router(
         path="/",
         guards=[owner_guard(verifier, limiter)],
-        dependencies={"tasks": Provide(lambda: tasks, use_cache=True, sync_to_thread=False)},
-        route_handlers=[TaskController],
+        dependencies={
+            "tasks": Provide(lambda: tasks, use_cache=True, sync_to_thread=False),
+            "live": Provide(lambda: live, use_cache=True, sync_to_thread=False),
+        },
+        route_handlers=[TaskController, EventController],
     )
     app = Litestar(
         route_handlers=[api, health, ready],
@@ -70,8 +75,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=cors_config(settings),
         request_max_body_size=MAX_BODY_BYTES,
         before_send=[add_rate_limit_headers] if limiter else [],
-        on_startup=[silence_server_access_log, _freeze_startup_objects],
-        on_shutdown=[verifier.aclose, *([limiter.aclose] if limiter else [])],
+        on_startup=[silence_server_access_log, live.start, _freeze_startup_objects],
+        on_shutdown=[live.stop, verifier.aclose, *([limiter.aclose] if limiter else [])],
         debug=False,
     )
     # Around everything Litestar does (routing 404s, CORS, exception handling included), so every
