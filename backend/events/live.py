@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from backend.events.hub import Hub
 from backend.events.listener import Listener, listen_connect_args
 from backend.events.signals import on_exit_signal
 from backend.settings import Settings
+
+START_WAIT_SECONDS = 2.0
 
 
 class LiveUpdates:
@@ -21,6 +25,11 @@ class LiveUpdates:
 
     async def start(self) -> None:
         self.listener.start()
+        # Normally the first LISTEN is up before the first request; a database that is down does not
+        # hold the start-up (streams opened meanwhile get a resync once it is up).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(START_WAIT_SECONDS):
+                await self.listener.connected.wait()
         self._restore_signals = on_exit_signal(self.hub.close_all)
 
     async def stop(self) -> None:

@@ -29,12 +29,9 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-# hashtextextended(user_id, seed): the seed keeps these lock keys apart from any other advisory lock.
-_LOCK = "PERFORM pg_advisory_xact_lock(hashtextextended(u.user_id, 13))"
-
-_NOTIFY = "PERFORM pg_notify('task_events', first_id || ' ' || last_id || ' ' || u.user_id)"
-
-_INSERT = f"""
+# In each function: the user's lock is hashtextextended(user_id, 13) (the seed keeps these keys apart
+# from any other advisory lock), taken before an event id is drawn; then one NOTIFY per user.
+_INSERT = """
 CREATE FUNCTION task_events_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     u record;
@@ -42,7 +39,7 @@ DECLARE
     last_id bigint;
 BEGIN
     FOR u IN SELECT DISTINCT n.user_id FROM new_rows n ORDER BY 1 LOOP
-        {_LOCK};
+        PERFORM pg_advisory_xact_lock(hashtextextended(u.user_id, 13));
         WITH added AS (
             INSERT INTO task_events (user_id, type, data)
             SELECT n.user_id, 'task.created', row_to_json(n) FROM new_rows n
@@ -50,13 +47,13 @@ BEGIN
             RETURNING id
         )
         SELECT min(id), max(id) INTO first_id, last_id FROM added;
-        {_NOTIFY};
+        PERFORM pg_notify('task_events', first_id || ' ' || last_id || ' ' || u.user_id);
     END LOOP;
     RETURN NULL;
 END $$
 """
 
-_UPDATE = f"""
+_UPDATE = """
 CREATE FUNCTION task_events_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     u record;
@@ -81,7 +78,7 @@ BEGIN
         GROUP BY o.user_id
         ORDER BY 1
     LOOP
-        {_LOCK};
+        PERFORM pg_advisory_xact_lock(hashtextextended(u.user_id, 13));
         IF u.changed > 1 AND u.completion_only THEN
             INSERT INTO task_events (user_id, type, data)
             VALUES (u.user_id, 'tasks.changed', json_build_object('action', 'complete-all', 'count', u.changed))
@@ -102,13 +99,13 @@ BEGIN
             )
             SELECT min(id), max(id) INTO first_id, last_id FROM added;
         END IF;
-        {_NOTIFY};
+        PERFORM pg_notify('task_events', first_id || ' ' || last_id || ' ' || u.user_id);
     END LOOP;
     RETURN NULL;
 END $$
 """
 
-_DELETE = f"""
+_DELETE = """
 CREATE FUNCTION task_events_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     u record;
@@ -119,7 +116,7 @@ BEGIN
         SELECT o.user_id, count(*) AS changed, bool_and(o.completed) AS all_completed
         FROM old_rows o GROUP BY o.user_id ORDER BY 1
     LOOP
-        {_LOCK};
+        PERFORM pg_advisory_xact_lock(hashtextextended(u.user_id, 13));
         IF u.changed > 1 AND u.all_completed THEN
             INSERT INTO task_events (user_id, type, data)
             VALUES (u.user_id, 'tasks.changed', json_build_object('action', 'clear-completed', 'count', u.changed))
@@ -134,7 +131,7 @@ BEGIN
             )
             SELECT min(id), max(id) INTO first_id, last_id FROM added;
         END IF;
-        {_NOTIFY};
+        PERFORM pg_notify('task_events', first_id || ' ' || last_id || ' ' || u.user_id);
     END LOOP;
     RETURN NULL;
 END $$
