@@ -15,7 +15,7 @@ def message(event_id: int) -> Message:
 
 
 async def drain(subscriber: Subscriber) -> list[Message]:
-    out = []
+    out: list[Message] = []
     while True:
         try:
             got = await subscriber.next(0.01)
@@ -42,7 +42,7 @@ def test_a_subscriber_that_falls_behind_gets_resync_then_its_stream_ends() -> No
 def test_replayed_events_come_before_live_ones_without_repeats() -> None:
     async def scenario() -> None:
         subscriber = Subscriber("u", None)
-        subscriber.hold()
+        subscriber.hold(9)
         subscriber.offer(message(12))  # live, while the replay query runs
         subscriber.offer(message(13))
         subscriber.release([message(10), message(11), message(12)])

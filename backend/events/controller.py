@@ -108,9 +108,12 @@ class EventController(Controller):
             ),
         ] = None,
     ) -> EventStream:
+        after = parse_last_event_id(last_event_id)
         subscriber = live.hub.subscribe(user_id, token_expires_at(request, live.settings.jwt_leeway_seconds))
+        if after is not None:
+            subscriber.hold(max(after, 0))
         try:
-            content = messages(subscriber, live.listener, parse_last_event_id(last_event_id))
+            content = messages(subscriber, live.listener, after)
             return EventStream(live.hub, subscriber, content)
         except BaseException:
             live.hub.unsubscribe(subscriber)

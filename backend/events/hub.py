@@ -38,8 +38,10 @@ class Subscriber:
         self._ready = asyncio.Event()
         self._held: list[Message] | None = None
 
-    def hold(self) -> None:
-        """Keep live messages aside while a replay is read from the database (see :meth:`release`)."""
+    def hold(self, after: int) -> None:
+        """Keep live messages aside while the events after ``after`` are read from the database (see
+        :meth:`release`). Call it right after subscribing, before anything can be queued."""
+        self.last_id = after
         self._held = []
 
     def release(self, replayed: Iterable[Message]) -> None:
@@ -51,21 +53,22 @@ class Subscriber:
     def offer(self, message: Message) -> None:
         if self.ending:
             return
-        if message.id is not None:
-            if message.id <= self.last_id:
-                return
-            self.last_id = message.id
-        elif message is RESYNC and self._queue and self._queue[-1] is RESYNC:
-            return
         if self._held is not None:
             self._held.append(message)
             if len(self._held) <= self.queue_limit:
                 return
             self._held = None
-        elif len(self._queue) < self.queue_limit:
-            self._queue.append(message)
-            self._ready.set()
-            return
+        else:
+            if message.id is not None:
+                if message.id <= self.last_id:
+                    return
+                self.last_id = message.id
+            elif message is RESYNC and self._queue and self._queue[-1] is RESYNC:
+                return
+            if len(self._queue) < self.queue_limit:
+                self._queue.append(message)
+                self._ready.set()
+                return
         # Too far behind: drop what waits (the client refetches anyway), say so, and end.
         logger.warning("event stream of a user fell %d messages behind: resync and close", self.queue_limit)
         self._queue.clear()

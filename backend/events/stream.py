@@ -36,12 +36,10 @@ async def messages(
     """HELLO, the missed events (or a resync) after a Last-Event-ID, then live events and pings until
     the subscriber ends or its token expires."""
     yield HELLO
-    if last_event_id is not None:
-        subscriber.hold()
+    if last_event_id is not None:  # the subscriber holds live messages meanwhile (see the controller)
         replayed = None
         if last_event_id >= 0:
             replayed = await listener.replay(subscriber.user_id, last_event_id, subscriber.queue_limit)
-        subscriber.last_id = max(last_event_id, 0)
         subscriber.release(replayed if replayed is not None else [RESYNC])
     while True:
         timeout = PING_EVERY_SECONDS
