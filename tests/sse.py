@@ -82,9 +82,12 @@ class Stream:
 
 
 @contextlib.asynccontextmanager
-async def open_stream(client: httpx.AsyncClient, user: str, headers: dict[str, str], **params: Any) -> Any:
-    """Open the stream and wait for its first bytes (the server's ``connected`` comment)."""
-    request = client.build_request("GET", f"/api/{user}/events", headers=headers, params=params or None)
+async def open_stream(
+    client: httpx.AsyncClient, user: str, headers: dict[str, str], base: str = "", **params: Any
+) -> Any:
+    """Open the stream (on the client's server, or on ``base``) and wait for its first bytes (the
+    server's ``connected`` comment)."""
+    request = client.build_request("GET", f"{base}/api/{user}/events", headers=headers, params=params or None)
     response = await client.send(request, stream=True)
     assert response.status_code == 200, (response.status_code, await response.aread())
     assert response.headers["content-type"].startswith("text/event-stream")

@@ -245,6 +245,30 @@ def test_at_most_five_streams_per_user(api: ApiServer, tokens: Tokens, user: str
     run(api, scenario)
 
 
+def test_the_limit_counts_the_streams_on_every_instance(
+    api: ApiServer, api_env: dict[str, str], tokens: Tokens, user: str
+) -> None:
+    h = tokens.headers(user)
+    with api_server(api_env) as instance_b:
+
+        async def scenario(c: httpx.AsyncClient) -> None:
+            async with contextlib.AsyncExitStack() as stack:
+                for base in (api.url, api.url, api.url, instance_b.url, instance_b.url):
+                    await stack.enter_async_context(open_stream(c, user, h, base))
+                for base in (api.url, instance_b.url):
+                    r = await c.get(f"{base}/api/{user}/events", headers=h)
+                    assert r.status_code == 429
+            # Closed on both: the places are free again.
+            for _ in range(100):
+                async with c.stream("GET", f"{instance_b.url}/api/{user}/events", headers=h) as r:
+                    if r.status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            assert r.status_code == 200
+
+        run(api, scenario)
+
+
 def test_a_ping_comes_at_least_every_15_seconds(api: ApiServer, tokens: Tokens, user: str) -> None:
     assert PING_EVERY_SECONDS <= 15
 

@@ -113,6 +113,7 @@ class EventController(Controller):
         if after is not None:
             subscriber.hold(max(after, 0))
         try:
+            await live.admit(subscriber)
             content = messages(subscriber, live.listener, after)
             return EventStream(live.hub, subscriber, content)
         except BaseException:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from uuid import UUID, uuid4
 
 from litestar.exceptions import HTTPException
 
@@ -26,8 +27,10 @@ class Subscriber:
     """One open stream: its queue of messages, and whether it is ending."""
 
     def __init__(self, user_id: str, expires_at: float | None, queue_limit: int = QUEUE_LIMIT) -> None:
+        self.id = uuid4()
         self.user_id = user_id
         self.expires_at = expires_at
+        self.counted = False  # holds a row of event_streams (the limit across workers)
         self.queue_limit = queue_limit
         # The highest event id queued: ids of one user arrive in increasing order, and a replayed
         # event that also arrives live is skipped.
@@ -112,6 +115,8 @@ class Hub:
         self.streams_per_user = streams_per_user
         self.queue_limit = queue_limit
         self.exiting = False
+        # Told the id of every stream that ends while it was counted across workers.
+        self.on_release: Callable[[UUID], None] = lambda _: None
         self._by_user: dict[str, set[Subscriber]] = {}
 
     def __len__(self) -> int:
@@ -120,21 +125,29 @@ class Hub:
     def subscribe(self, user_id: str, expires_at: float | None) -> Subscriber:
         streams = self._by_user.setdefault(user_id, set())
         if len(streams) >= self.streams_per_user:
-            raise TooManyStreams(
-                detail=f"at most {self.streams_per_user} open event streams per user; close one first"
-            )
+            raise self.too_many()
         subscriber = Subscriber(user_id, expires_at, self.queue_limit)
         streams.add(subscriber)
         if self.exiting:
             subscriber.end(SHUTDOWN_CUT_AFTER_SECONDS)
         return subscriber
 
+    def too_many(self) -> TooManyStreams:
+        return TooManyStreams(
+            detail=f"at most {self.streams_per_user} open event streams per user; close one first"
+        )
+
     def unsubscribe(self, subscriber: Subscriber) -> None:
         streams = self._by_user.get(subscriber.user_id)
-        if streams is not None:
+        if streams is not None and subscriber in streams:
             streams.discard(subscriber)
             if not streams:
                 del self._by_user[subscriber.user_id]
+            if subscriber.counted:
+                self.on_release(subscriber.id)
+
+    def stream_ids(self) -> list[UUID]:
+        return [s.id for streams in self._by_user.values() for s in streams if s.counted]
 
     def wants(self, user_id: str) -> bool:
         return user_id in self._by_user

@@ -16,6 +16,7 @@ import random
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
@@ -36,6 +37,14 @@ QUERY_TIMEOUT_SECONDS = 5.0
 # Events are kept this long for Last-Event-ID replays; older ones are deleted every PURGE_EVERY_SECONDS.
 KEEP_EVENTS = timedelta(minutes=15)
 PURGE_EVERY_SECONDS = 60.0
+# Each worker refreshes the event_streams rows of its open streams; a row older than STREAM_FRESH
+# belongs to a worker that is gone and no longer counts.
+REFRESH_STREAMS_EVERY_SECONDS = 20.0
+STREAM_FRESH = timedelta(seconds=60)
+_STREAM_OPEN = "SELECT event_stream_open($1, $2, $3, $4)"
+_STREAMS_CLOSED = "DELETE FROM event_streams WHERE id = ANY($1::uuid[])"
+_STREAMS_SEEN = "UPDATE event_streams SET seen_at = now() WHERE id = ANY($1::uuid[])"
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 _FETCH = """
 SELECT e.id, e.user_id, e.type, e.data::text
@@ -60,7 +69,12 @@ def listen_connect_args(settings: Settings) -> dict[str, Any]:
     """asyncpg.connect() arguments for DATABASE_LISTEN_URL (or DATABASE_URL), parsed as the engine does."""
     url = normalize_database_url(settings.database_listen_url or settings.database_url)
     _, kwargs = asyncpg_dialect().create_connect_args(make_url(url))  # type: ignore[no-untyped-call]
-    return {**kwargs, "timeout": settings.database_pool_timeout}
+    # The name shows in pg_stat_activity, next to the pool's connections.
+    return {
+        **kwargs,
+        "timeout": settings.database_pool_timeout,
+        "server_settings": {"application_name": "tasks-api events listener"},
+    }
 
 
 class Listener:
@@ -73,6 +87,7 @@ class Listener:
         self._connection: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()  # one query at a time on the connection
         self._pending: list[tuple[str, int, int]] = []
+        self._released: list[UUID] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -80,6 +95,12 @@ class Listener:
         self._task = asyncio.create_task(self._run(), name="task-events-listener")
 
     async def stop(self) -> None:
+        connection = self._connection
+        if connection is not None:
+            # Best effort: rows left behind stop counting once they are STREAM_FRESH old.
+            with contextlib.suppress(*_ERRORS):
+                async with self._lock, asyncio.timeout(1):
+                    await connection.execute(_STREAMS_CLOSED, [*self._released, *self.hub.stream_ids()])
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -98,20 +119,43 @@ class Listener:
                 if not purged_through <= after <= newest:
                     return None
                 rows = await connection.fetch(_REPLAY, user_id, after, limit + 1)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except _ERRORS as exc:
             logger.warning("event replay failed: %s", exc)
             return None
         if len(rows) > limit:
             return None
         return [m for m in (encode(r[0], r[1], r[2]) for r in rows) if m is not None]
 
+    async def admit(self, stream_id: UUID, user_id: str, most: int) -> bool | None:
+        """Count the stream against the user's limit across every worker and instance: False when
+        ``most`` are open already, None when the database cannot say (no connection)."""
+        connection = self._connection
+        if connection is None:
+            return None
+        try:
+            async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                return bool(await connection.fetchval(_STREAM_OPEN, stream_id, user_id, most, STREAM_FRESH))
+        except _ERRORS as exc:
+            logger.warning("live updates: stream limit check failed: %s", exc)
+            return None
+
+    def release(self, stream_id: UUID) -> None:
+        """The stream ended: its row goes in the listener's next turn."""
+        self._released.append(stream_id)
+        self._wake.set()
+
     def _notified(self, _: Any, __: int, ___: str, payload: str) -> None:
         if payload == "*":
             self.hub.resync_all()
             return
-        first, last, user_id = payload.split(" ", 2)
+        try:
+            first, last, user_id = payload.split(" ", 2)
+            span = int(first), int(last)
+        except ValueError:  # not from our triggers: someone ran NOTIFY task_events by hand
+            logger.warning("live updates: ignored a notification that is not an event: %.100r", payload)
+            return
         if self.hub.wants(user_id):
-            self._pending.append((user_id, int(first), int(last)))
+            self._pending.append((user_id, *span))
             self._wake.set()
 
     async def _run(self) -> None:
@@ -119,12 +163,12 @@ class Listener:
         while True:
             try:
                 connection = await asyncpg.connect(**self.connect_args)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            except _ERRORS as exc:
                 logger.warning("live updates: cannot connect to listen (retry in %.1f s): %s", delay, exc)
             else:
                 try:
                     await self._serve(connection)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                except _ERRORS as exc:
                     logger.warning("live updates: listen connection lost: %s", exc)
                     delay = BACKOFF_FIRST_SECONDS
                 finally:
@@ -148,6 +192,7 @@ class Listener:
         logger.info("live updates: listening")
         loop = asyncio.get_running_loop()
         next_purge = loop.time() + random.uniform(0, PURGE_EVERY_SECONDS)  # noqa: S311
+        next_refresh = loop.time() + REFRESH_STREAMS_EVERY_SECONDS
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PROBE_EVERY_SECONDS):
@@ -156,9 +201,17 @@ class Listener:
             if self._pending:
                 batch, self._pending = self._pending, []
                 await self._deliver(connection, batch)
+            elif self._released:
+                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                    await connection.execute(_STREAMS_CLOSED, self._released)
+                self._released = []
             else:
                 async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
                     await connection.fetchval("SELECT 1")
+            if loop.time() >= next_refresh:
+                next_refresh = loop.time() + REFRESH_STREAMS_EVERY_SECONDS
+                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                    await connection.execute(_STREAMS_SEEN, self.hub.stream_ids())
             if loop.time() >= next_purge:
                 next_purge = loop.time() + PURGE_EVERY_SECONDS
                 async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS * 6):

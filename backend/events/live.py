@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from backend.events.hub import Hub
+from backend.events.hub import Hub, Subscriber
 from backend.events.listener import Listener, listen_connect_args
 from backend.events.signals import on_exit_signal
 from backend.settings import Settings
@@ -21,6 +21,7 @@ class LiveUpdates:
         self.settings = settings
         self.hub = Hub()
         self.listener = Listener(listen_connect_args(settings), self.hub)
+        self.hub.on_release = self.listener.release
         self._restore_signals: Callable[[], None] | None = None
 
     async def start(self) -> None:
@@ -31,6 +32,14 @@ class LiveUpdates:
             async with asyncio.timeout(START_WAIT_SECONDS):
                 await self.listener.connected.wait()
         self._restore_signals = on_exit_signal(self.hub.close_all)
+
+    async def admit(self, subscriber: Subscriber) -> None:
+        """Count the new stream against its user's limit on every worker and instance (429 past it).
+        Without a database connection only this worker's count applies."""
+        admitted = await self.listener.admit(subscriber.id, subscriber.user_id, self.hub.streams_per_user)
+        if admitted is False:
+            raise self.hub.too_many()
+        subscriber.counted = admitted is True
 
     async def stop(self) -> None:
         self.hub.close_all()

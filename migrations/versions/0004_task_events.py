@@ -15,6 +15,8 @@ API instance or by SQL run by hand are announced alike.
 - One statement that changes several tasks of a user in the way the bulk endpoints do (every row's
   ``completed`` set to the same new value and nothing else; or only completed tasks deleted) is one
   ``tasks.changed`` event with the count. Any other statement gives one event per task.
+- ``event_streams`` counts the open streams of each user across every worker and instance (the
+  per-user limit); each worker refreshes its rows, so the rows of a worker that died expire.
 - A transaction-scoped advisory lock per user, taken before an event id is drawn, makes one user's
   event ids follow commit order: a reader asking for "ids after N" can never miss an event that was
   still uncommitted when it last looked. It is held from the end of the statement to the commit.
@@ -167,6 +169,22 @@ BEGIN
 END $$
 """
 
+# Admit one more stream of ``owner`` if fewer than ``most`` are open (rows not refreshed within
+# ``fresh`` belong to a worker that is gone). The lock makes check-and-insert atomic per user.
+_STREAM_OPEN = """
+CREATE FUNCTION event_stream_open(stream uuid, owner varchar, most integer, fresh interval)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(owner, 14));
+    DELETE FROM event_streams WHERE user_id = owner AND seen_at < now() - fresh;
+    IF (SELECT count(*) FROM event_streams WHERE user_id = owner) >= most THEN
+        RETURN false;
+    END IF;
+    INSERT INTO event_streams (id, user_id) VALUES (stream, owner);
+    RETURN true;
+END $$
+"""
+
 
 def upgrade() -> None:
     op.execute(
@@ -187,7 +205,13 @@ def upgrade() -> None:
         "purged_through bigint NOT NULL)"
     )
     op.execute("INSERT INTO task_events_horizon (purged_through) VALUES (0)")
-    for function in (_INSERT, _UPDATE, _DELETE, _TRUNCATE, _PURGE):
+    # Unlogged: cheap to write, and emptied by a crash, which ends every stream anyway.
+    op.execute(
+        "CREATE UNLOGGED TABLE event_streams (id uuid PRIMARY KEY, user_id varchar(255) NOT NULL, "
+        "seen_at timestamptz NOT NULL DEFAULT now())"
+    )
+    op.execute("CREATE INDEX ix_event_streams_user_id ON event_streams (user_id)")
+    for function in (_INSERT, _UPDATE, _DELETE, _TRUNCATE, _PURGE, _STREAM_OPEN):
         op.execute(function)
     for event, table in (("INSERT", "NEW TABLE AS new_rows"), ("DELETE", "OLD TABLE AS old_rows")):
         op.execute(
@@ -210,5 +234,7 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER task_events_after_{event} ON tasks")
         op.execute(f"DROP FUNCTION task_events_after_{event}()")
     op.execute("DROP FUNCTION task_events_purge(interval)")
+    op.execute("DROP FUNCTION event_stream_open(uuid, varchar, integer, interval)")
+    op.execute("DROP TABLE event_streams")
     op.execute("DROP TABLE task_events_horizon")
     op.execute("DROP TABLE task_events")
