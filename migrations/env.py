@@ -9,6 +9,8 @@ from alembic.autogenerate import rewriter
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 
+# Both register their tables on the metadata autogenerate compares with.
+import backend.events.tables
 import backend.tasks.models  # noqa: F401  (registers the tables on the metadata)
 
 if TYPE_CHECKING:
