@@ -209,7 +209,10 @@ def _validate(s: Settings) -> None:
     if s.database_pool_mode not in {"session", "transaction"}:
         raise ConfigError(f"DATABASE_POOL_MODE must be session or transaction (got {s.database_pool_mode!r})")
     if s.database_listen_url:
-        listen_host = urlsplit(normalize_database_url(s.database_listen_url)).hostname or ""
+        try:
+            listen_host = urlsplit(normalize_database_url(s.database_listen_url)).hostname or ""
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("DATABASE_URL", "DATABASE_LISTEN_URL")) from None
         if "-pooler" in listen_host:
             raise ConfigError("DATABASE_LISTEN_URL must be a direct connection (on Neon: without -pooler)")
     elif s.database_pool_mode == "transaction":

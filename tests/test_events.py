@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from backend.events.stream import PING_EVERY_SECONDS
+from backend.settings import ConfigError, load_settings
 from tests.sse import Event, Stream, open_stream
-from tests.support import ApiServer, Tokens, api_server, run_cli
+from tests.support import SECRET, ApiServer, Tokens, api_server, run_cli
 
 Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
 
@@ -341,3 +342,16 @@ def test_a_pooler_without_a_listen_url_refuses_to_start_with_one_line(api_env: d
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Tasks API configuration error: DATABASE_POOL_MODE is transaction"), last
     assert "DATABASE_LISTEN_URL" in last
+
+
+@pytest.mark.parametrize(
+    ("listen_url", "message"),
+    [
+        ("postgresql://u:p@ep-cool-123-pooler.eu-central-1.aws.neon.tech/db", "without -pooler"),
+        ("mysql://u:p@db.example/tasks", "DATABASE_LISTEN_URL must start with postgresql://"),
+    ],
+)
+def test_a_listen_url_must_be_a_direct_postgresql_connection(listen_url: str, message: str) -> None:
+    env = {"JWT_SECRET": SECRET, "DATABASE_URL": "postgresql://u:p@db.example/tasks"}
+    with pytest.raises(ConfigError, match=message):
+        load_settings({**env, "DATABASE_LISTEN_URL": listen_url})
