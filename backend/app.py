@@ -12,6 +12,7 @@ from backend.auth import TokenVerifier, owner_guard
 from backend.cli import TasksCLIPlugin
 from backend.db import database_config
 from backend.errors import exception_handlers
+from backend.events import EventController, LiveUpdates
 from backend.health import health, ready
 from backend.http.cors import cors_config
 from backend.http.idempotency import exception_handlers as idempotency_handlers
@@ -50,11 +51,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     verifier = TokenVerifier(settings)
     limiter = rate_limiter(settings)
     db = database_config(settings)
+    live = LiveUpdates(settings)
     api = Router(
         path="/",
         guards=[owner_guard(verifier, limiter)],
-        dependencies={"tasks": Provide(provide_tasks)},
-        route_handlers=[TaskController],
+        dependencies={
+            "tasks": Provide(provide_tasks),
+            # One live-updates hub per worker, like the engine.
+            "live": Provide(lambda: live, use_cache=True, sync_to_thread=False),
+        },
+        route_handlers=[TaskController, EventController],
     )
     app = Litestar(
         route_handlers=[api, health, ready],
@@ -64,8 +70,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=cors_config(settings),
         request_max_body_size=MAX_BODY_BYTES,
         before_send=[add_rate_limit_headers] if limiter else [],
-        on_startup=[silence_server_access_log, _freeze_startup_objects],
-        on_shutdown=[verifier.aclose, *([limiter.aclose] if limiter else [])],
+        on_startup=[silence_server_access_log, live.start, _freeze_startup_objects],
+        on_shutdown=[live.stop, verifier.aclose, *([limiter.aclose] if limiter else [])],
         debug=False,
     )
     # Around everything Litestar does (routing 404s, CORS, exception handling included), so every

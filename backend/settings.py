@@ -216,6 +216,19 @@ def _validate(s: Settings) -> None:
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if s.database_pool_mode not in {"session", "transaction"}:
         raise ConfigError(f"DATABASE_POOL_MODE must be session or transaction (got {s.database_pool_mode!r})")
+    if s.database_listen_url:
+        try:
+            listen_host = urlsplit(normalize_database_url(s.database_listen_url)).hostname or ""
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("DATABASE_URL", "DATABASE_LISTEN_URL")) from None
+        if "-pooler" in listen_host:
+            raise ConfigError("DATABASE_LISTEN_URL must be a direct connection (on Neon: without -pooler)")
+    elif s.database_pool_mode == "transaction":
+        # Live updates LISTEN on one session, which a transaction-mode pooler does not keep.
+        raise ConfigError(
+            "DATABASE_POOL_MODE is transaction (a pooler): set DATABASE_LISTEN_URL to a direct connection "
+            "for live updates (LISTEN), e.g. Neon's URL without -pooler"
+        )
     for name in ("database_pool_size", "tasks_max_per_user", "jwt_max_lifetime_seconds"):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name.upper()} must be at least 1")

@@ -28,9 +28,11 @@ MARKERS = [
         "  TaskService/repository construction",
         "SQLAlchemyAsyncRepositoryReadService.__init__ (advanced_alchemy/",
     ),
-    ("request body decode (StrictBody)", "StrictBody.decode_bytes (backend/body.py"),
+    ("request body decode (StrictMsgspecDTO)", "StrictMsgspecDTO.decode_bytes (backend/http/dto.py"),
     ("TaskService.list_tasks", "list_tasks (backend/tasks/service.py"),
     ("TaskService.add_task", "add_task (backend/tasks/service.py"),
+    ("session's connection (one greenlet hop)", "DriverRepository._connection (backend/sql.py"),
+    ("statement on asyncpg", "DriverRepository._run (backend/sql.py"),
     ("AsyncSession.execute", "AsyncSession.execute (sqlalchemy/ext/asyncio/"),
     ("  pool checkout (incl. pre-ping)", "_ConnectionFairy._checkout (sqlalchemy/pool/"),
     ("  pool pre-ping (BEGIN; ; ROLLBACK)", "_async_ping (sqlalchemy/dialects/postgresql/asyncpg.py"),
@@ -41,7 +43,7 @@ MARKERS = [
     ("AsyncSession.close (rollback + return to pool)", "AsyncSession.close (sqlalchemy/ext/asyncio/"),
     ("AA before_send handler", "default_handler_maker.<locals>.handler (advanced_alchemy/"),
     ("greenlet_spawn (sync<->async bridge)", "greenlet_spawn (sqlalchemy/"),
-    ("paging headers", "page_headers (backend/tasks/paging.py"),
+    ("paging headers", "page_headers (backend/http/paging.py"),
     ("response encode (msgspec)", "encode_json (litestar/serialization/"),
 ]
 

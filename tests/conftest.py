@@ -101,8 +101,9 @@ def tokens(keys: KeySet) -> Tokens:
 
 
 @pytest.fixture(scope="session")
-def api_env(api_database_url: str, jwks_server: JWKSServer) -> dict[str, str]:
-    pooled = {"DATABASE_POOL_MODE": "transaction"} if pooler() else {}
+def api_env(api_database_url: str, database_url: str, jwks_server: JWKSServer) -> dict[str, str]:
+    # Live updates LISTEN on a direct connection: a transaction-mode pooler does not keep sessions.
+    pooled = {"DATABASE_POOL_MODE": "transaction", "DATABASE_LISTEN_URL": database_url} if pooler() else {}
     return {
         "DATABASE_URL": api_database_url,
         **pooled,

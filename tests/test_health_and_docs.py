@@ -39,6 +39,7 @@ CONTRACT = {
     ("/api/{user_id}/tasks/{task_id}", "patch"), ("/api/{user_id}/tasks/{task_id}", "delete"),
     ("/api/{user_id}/tasks/{task_id}/complete", "patch"), ("/api/{user_id}/tasks/stats", "get"),
     ("/api/{user_id}/tasks/complete-all", "post"), ("/health", "get"), ("/health/ready", "get"),
+    ("/api/{user_id}/events", "get"),
 }  # fmt: skip
 
 

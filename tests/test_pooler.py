@@ -28,7 +28,14 @@ def bouncer(database_url: str) -> Iterator[PgBouncer]:
 
 
 def pooled_env(api_env: dict[str, str], bouncer: PgBouncer, mode: str) -> dict[str, str]:
-    return {**api_env, "DATABASE_URL": bouncer.url(), "DATABASE_POOL_MODE": mode}
+    # Live updates LISTEN on the direct connection (DATABASE_URL before the pooler).
+    listen = api_env.get("DATABASE_LISTEN_URL", api_env["DATABASE_URL"])
+    return {
+        **api_env,
+        "DATABASE_URL": bouncer.url(),
+        "DATABASE_POOL_MODE": mode,
+        "DATABASE_LISTEN_URL": listen,
+    }
 
 
 async def _workload(api: ApiServer, tokens: Tokens) -> list[int]:

@@ -94,10 +94,18 @@ def test_the_app_refuses_to_start_with_one_line() -> None:
 
 
 def test_pool_mode_is_detected_for_neon_pooler_hosts_and_can_be_set() -> None:
-    pooled = {**BASE, "DATABASE_URL": "postgresql://u:p@ep-cool-123-pooler.eu-central-1.aws.neon.tech/db"}
+    listen = {"DATABASE_LISTEN_URL": "postgresql://u:p@ep-cool-123.eu-central-1.aws.neon.tech/db"}
+    pooled = {
+        **BASE,
+        **listen,
+        "DATABASE_URL": "postgresql://u:p@ep-cool-123-pooler.eu-central-1.aws.neon.tech/db",
+    }
     assert load_settings(pooled).database_pool_mode == "transaction"
     assert load_settings(dict(BASE)).database_pool_mode == "session"
-    assert load_settings({**BASE, "DATABASE_POOL_MODE": "transaction"}).database_pool_mode == "transaction"
+    assert (
+        load_settings({**BASE, **listen, "DATABASE_POOL_MODE": "transaction"}).database_pool_mode
+        == "transaction"
+    )
     assert load_settings({**pooled, "DATABASE_POOL_MODE": "session"}).database_pool_mode == "session"
     with pytest.raises(ConfigError, match="DATABASE_POOL_MODE"):
         load_settings({**BASE, "DATABASE_POOL_MODE": "statement"})

@@ -1,0 +1,231 @@
+"""One ``LISTEN task_events`` connection per worker: reads the announced events and hands them to the hub.
+
+A notification carries ``"<first id> <last id> <user id>"`` (or ``*`` after a TRUNCATE); the events
+themselves are read from ``task_events`` in one query per batch of notifications, and only for users
+with an open stream on this worker. The same connection answers replays (``Last-Event-ID``) and purges
+old events now and then. It is a plain asyncpg connection to a direct (session) server: ``LISTEN``
+needs one, which is why ``DATABASE_LISTEN_URL`` exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.engine import make_url
+
+from backend.events.hub import Hub
+from backend.events.messages import Message, encode
+from backend.settings import Settings, normalize_database_url
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "task_events"
+BACKOFF_FIRST_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 5.0
+# A connection that died without a word (network gone) is noticed by a probe at this interval.
+PROBE_EVERY_SECONDS = 5.0
+QUERY_TIMEOUT_SECONDS = 5.0
+# Events are kept this long for Last-Event-ID replays; older ones are deleted every PURGE_EVERY_SECONDS.
+KEEP_EVENTS = timedelta(minutes=15)
+PURGE_EVERY_SECONDS = 60.0
+# Each worker refreshes the event_streams rows of its open streams; a row older than STREAM_FRESH
+# belongs to a worker that is gone and no longer counts.
+REFRESH_STREAMS_EVERY_SECONDS = 20.0
+STREAM_FRESH = timedelta(seconds=60)
+_STREAM_OPEN = "SELECT event_stream_open($1, $2, $3, $4)"
+_STREAMS_CLOSED = "DELETE FROM event_streams WHERE id = ANY($1::uuid[])"
+_STREAMS_SEEN = "UPDATE event_streams SET seen_at = now() WHERE id = ANY($1::uuid[])"
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+_FETCH = """
+SELECT e.id, e.user_id, e.type, e.data::text
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS n(user_id, first_id, last_id)
+JOIN task_events e ON e.user_id = n.user_id AND e.id BETWEEN n.first_id AND n.last_id
+ORDER BY e.id
+"""
+_REPLAY = "SELECT id, type, data::text FROM task_events WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+_BOUNDS = """
+SELECT purged_through,
+       coalesce(pg_sequence_last_value(pg_get_serial_sequence('task_events', 'id')::regclass), 0)
+FROM task_events_horizon
+"""
+# One purge at a time across every worker and instance; the others skip their turn.
+_PURGE = """
+SELECT CASE WHEN pg_try_advisory_xact_lock(hashtextextended('task_events_purge', 13))
+            THEN task_events_purge($1::interval) END
+"""
+
+
+def listen_connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg.connect() arguments for DATABASE_LISTEN_URL (or DATABASE_URL), parsed as the engine does."""
+    url = normalize_database_url(settings.database_listen_url or settings.database_url)
+    _, kwargs = asyncpg_dialect().create_connect_args(make_url(url))  # type: ignore[no-untyped-call]
+    # The name shows in pg_stat_activity, next to the pool's connections.
+    return {
+        **kwargs,
+        "timeout": settings.database_pool_timeout,
+        "server_settings": {"application_name": "tasks-api events listener"},
+    }
+
+
+class Listener:
+    """Keeps the LISTEN connection up (reconnecting with backoff) and feeds the hub."""
+
+    def __init__(self, connect_args: dict[str, Any], hub: Hub) -> None:
+        self.connect_args = connect_args
+        self.hub = hub
+        self.connected = asyncio.Event()
+        self._connection: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()  # one query at a time on the connection
+        self._pending: list[tuple[str, int, int]] = []
+        self._released: list[UUID] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="task-events-listener")
+
+    async def stop(self) -> None:
+        connection = self._connection
+        if connection is not None:
+            # Best effort: rows left behind stop counting once they are STREAM_FRESH old.
+            with contextlib.suppress(*_ERRORS):
+                async with self._lock, asyncio.timeout(1):
+                    await connection.execute(_STREAMS_CLOSED, [*self._released, *self.hub.stream_ids()])
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def replay(self, user_id: str, after: int, limit: int) -> list[Message] | None:
+        """The user's events after ``after``, or None when they cannot all be given (purged, unknown
+        id, more than ``limit``, no database): the stream then says resync."""
+        connection = self._connection
+        if connection is None:
+            return None
+        try:
+            async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                purged_through, newest = await connection.fetchrow(_BOUNDS)
+                if not purged_through <= after <= newest:
+                    return None
+                rows = await connection.fetch(_REPLAY, user_id, after, limit + 1)
+        except _ERRORS as exc:
+            logger.warning("event replay failed: %s", exc)
+            return None
+        if len(rows) > limit:
+            return None
+        return [m for m in (encode(r[0], r[1], r[2]) for r in rows) if m is not None]
+
+    async def admit(self, stream_id: UUID, user_id: str, most: int) -> bool | None:
+        """Count the stream against the user's limit across every worker and instance: False when
+        ``most`` are open already, None when the database cannot say (no connection)."""
+        connection = self._connection
+        if connection is None:
+            return None
+        try:
+            async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                return bool(await connection.fetchval(_STREAM_OPEN, stream_id, user_id, most, STREAM_FRESH))
+        except _ERRORS as exc:
+            logger.warning("live updates: stream limit check failed: %s", exc)
+            return None
+
+    def release(self, stream_id: UUID) -> None:
+        """The stream ended: its row goes in the listener's next turn."""
+        self._released.append(stream_id)
+        self._wake.set()
+
+    def _notified(self, _: Any, __: int, ___: str, payload: str) -> None:
+        if payload == "*":
+            self.hub.resync_all()
+            return
+        try:
+            first, last, user_id = payload.split(" ", 2)
+            span = int(first), int(last)
+        except ValueError:  # not from our triggers: someone ran NOTIFY task_events by hand
+            logger.warning("live updates: ignored a notification that is not an event: %.100r", payload)
+            return
+        if self.hub.wants(user_id):
+            self._pending.append((user_id, *span))
+            self._wake.set()
+
+    async def _run(self) -> None:
+        delay = BACKOFF_FIRST_SECONDS
+        while True:
+            try:
+                connection = await asyncpg.connect(**self.connect_args)
+            except _ERRORS as exc:
+                logger.warning("live updates: cannot connect to listen (retry in %.1f s): %s", delay, exc)
+            else:
+                try:
+                    await self._serve(connection)
+                except _ERRORS as exc:
+                    logger.warning("live updates: listen connection lost: %s", exc)
+                    delay = BACKOFF_FIRST_SECONDS
+                finally:
+                    self._connection = None
+                    self.connected.clear()
+                    connection.terminate()
+            # Jitter: the workers of every instance reconnect after a database restart, not in step.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - not for security
+            delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+
+    async def _serve(self, connection: asyncpg.Connection) -> None:
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _: lost.set())
+        await connection.add_listener(CHANNEL, self._notified)
+        self._pending.clear()
+        self._connection = connection
+        self.connected.set()
+        # Events may have committed while nobody listened (or this worker just started): every open
+        # stream refetches.
+        self.hub.resync_all()
+        logger.info("live updates: listening")
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time() + random.uniform(0, PURGE_EVERY_SECONDS)  # noqa: S311
+        next_refresh = loop.time() + REFRESH_STREAMS_EVERY_SECONDS
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PROBE_EVERY_SECONDS):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await self._deliver(connection, batch)
+            elif self._released:
+                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                    await connection.execute(_STREAMS_CLOSED, self._released)
+                self._released = []
+            else:
+                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                    await connection.fetchval("SELECT 1")
+            if loop.time() >= next_refresh:
+                next_refresh = loop.time() + REFRESH_STREAMS_EVERY_SECONDS
+                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                    await connection.execute(_STREAMS_SEEN, self.hub.stream_ids())
+            if loop.time() >= next_purge:
+                next_purge = loop.time() + PURGE_EVERY_SECONDS
+                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS * 6):
+                    await connection.fetchval(_PURGE, KEEP_EVENTS)
+        raise asyncpg.InterfaceError("the listen connection was closed")
+
+    async def _deliver(self, connection: asyncpg.Connection, batch: Sequence[tuple[str, int, int]]) -> None:
+        users, firsts, lasts = zip(*batch, strict=True)
+        async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+            rows = await connection.fetch(_FETCH, users, firsts, lasts)
+        by_user: dict[str, list[Message]] = {}
+        for event_id, user_id, event_type, data in rows:
+            message = encode(event_id, event_type, data)
+            if message is not None:
+                by_user.setdefault(user_id, []).append(message)
+        for user_id, messages in by_user.items():
+            self.hub.publish(user_id, messages)
