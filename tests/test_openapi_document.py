@@ -62,7 +62,9 @@ def test_operation_id_creator() -> None:
         return None
 
     app = Litestar([list_tasks, health], openapi_config=openapi_config())
-    ids = {path: item.get.operation_id for path, item in (app.openapi_schema.paths or {}).items()}
+    ids = {
+        path: item.get and item.get.operation_id for path, item in (app.openapi_schema.paths or {}).items()
+    }
     assert ids == {"/a": "listTasks", "/health": "getHealth"}
     assert camel_case("set_task_completion") == "setTaskCompletion"
     assert camel_case("get_task_stats") == "getTaskStats"
@@ -84,7 +86,7 @@ def test_security_is_the_token_except_where_no_guard_runs(anon: httpx.Client) ->
     spec = anon.get("/schema/openapi.json").json()
     assert spec["security"] == [{"BearerAuth": []}]
     for path, method, op in operations(spec):
-        expected = [{"BearerAuth": []}] if path.startswith("/api/") else []
+        expected: list[dict[str, list[str]]] = [{"BearerAuth": []}] if path.startswith("/api/") else []
         assert op["security"] == expected, (path, method)
 
 
