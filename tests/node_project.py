@@ -20,6 +20,8 @@ CACHE = ROOT / ".cache"
 # Redocly CLI would report usage and look for updates on the internet: neither, in tests.
 QUIET_NODE_ENV = {
     "REDOCLY_TELEMETRY": "off",
+    "REDOCLY_SDK_TELEMETRY": "off",
+    "DO_NOT_TRACK": "1",
     "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true",
     "NO_UPDATE_NOTIFIER": "1",
 }
