@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, get, post
 from litestar.exceptions import ImproperlyConfiguredException
+from litestar.params import JSONBody
 
 from backend.http.openapi import camel_case, openapi_config
 from tests.node_project import CACHE, installed, run_bin
@@ -140,3 +142,26 @@ def test_no_single_branch_one_of(anon: httpx.Client) -> None:
                 walk(v)
 
     walk(spec)
+
+
+@dataclass
+class Body:
+    done: bool
+
+
+def test_a_body_with_a_default_may_be_left_out(anon: httpx.Client) -> None:
+    @post("/optional", sync_to_thread=False, signature_namespace={"Body": Body, "JSONBody": JSONBody})
+    def optional(data: JSONBody[Body | None] = None) -> None:
+        return None
+
+    @post("/required", sync_to_thread=False, signature_namespace={"Body": Body, "JSONBody": JSONBody})
+    def required(data: JSONBody[Body]) -> None:
+        return None
+
+    spec = Litestar([optional, required], openapi_config=openapi_config()).openapi_schema.to_schema()
+    assert spec["paths"]["/optional"]["post"]["requestBody"]["required"] is False
+    assert spec["paths"]["/required"]["post"]["requestBody"]["required"] is True
+
+    served = anon.get("/schema/openapi.json").json()
+    toggle = served["paths"]["/api/{user_id}/tasks/{task_id}/complete"]["patch"]
+    assert toggle["requestBody"]["required"] is False

@@ -2,7 +2,8 @@
 
 What every operation shares is added here, once, from what the code does rather than per handler:
 ``operationId`` (the handler's name in camelCase), who may call it (``security``: an operation with a
-guard needs the bearer token, one without is public) and the headers each response carries. Litestar
+guard needs the bearer token, one without is public), whether the body may be left out (the handler's
+``data`` has a default) and the headers each response carries. Litestar
 builds the document in ``OpenAPIPlugin._build_openapi`` from ``OpenAPIConfig.to_openapi_schema()``;
 ``TasksOpenAPIConfig`` returns a document whose ``to_schema()`` (what ``/schema/openapi.json`` and
 ``litestar schema openapi`` both serialise) fills those in first.
@@ -24,6 +25,7 @@ from litestar.openapi.spec import (
     OpenAPIType,
     Operation,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
@@ -137,6 +139,7 @@ def complete_operations(document: OpenAPI, handlers: dict[str, HTTPRouteHandler]
             guarded = handler is not None and bool(handler.resolve_guards())
             # An operation without a guard answers anyone: say so (the root requirement is the token).
             operation.security = operation.security or ([{BEARER: []}] if guarded else [])
+            _optional_body(operation, handler)
             for status, response in (operation.responses or {}).items():
                 if not isinstance(response, OpenAPIResponse):
                     continue
@@ -152,6 +155,13 @@ def complete_operations(document: OpenAPI, handlers: dict[str, HTTPRouteHandler]
                 # Litestar's order of a handler's own headers changes from run to run: sort them, so
                 # the exported document (and what is generated from it) is the same each time.
                 response.headers = dict(sorted(headers.items(), key=lambda item: item[0].lower()))
+
+
+def _optional_body(operation: Operation, handler: HTTPRouteHandler | None) -> None:
+    """A handler whose ``data`` has a default takes no body as well: Litestar marks every body required."""
+    data = handler.parsed_fn_signature.parameters.get("data") if handler is not None else None
+    if data is not None and data.has_default and isinstance(operation.request_body, RequestBody):
+        operation.request_body.required = False
 
 
 def _operations(path_item: Any) -> list[Operation]:
