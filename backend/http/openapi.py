@@ -108,7 +108,22 @@ class _Document(OpenAPI):
         if self.config is not None:
             complete_operations(self, self.config.handlers)
         schema: dict[str, Any] = single_branches_inlined(super().to_schema())
+        enum_components_without_field_text(schema)
         return schema
+
+
+def enum_components_without_field_text(document: dict[str, Any]) -> None:
+    """Drop ``description`` and ``examples`` from enum components: they belong to one of its fields.
+
+    Litestar writes a field's description and examples onto the enum schema it shares as a component
+    (``SchemaCreator.process_schema_result`` sets them on the registered object), so the component
+    would carry the text of whichever field came first, which differs from run to run. Each field
+    keeps its own next to its ``$ref``.
+    """
+    for component in document.get("components", {}).get("schemas", {}).values():
+        if isinstance(component, dict) and "enum" in component and "properties" not in component:
+            component.pop("description", None)
+            component.pop("examples", None)
 
 
 def single_branches_inlined(value: Any) -> Any:

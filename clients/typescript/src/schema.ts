@@ -177,9 +177,7 @@ export interface components {
         };
         /**
          * Priority
-         * @description low, medium or high.
          * @default medium
-         * @example high
          * @enum {string}
          */
         Priority: "low" | "medium" | "high";
