@@ -14,7 +14,7 @@ from backend.db import database_config
 from backend.errors import exception_handlers
 from backend.events import EventController, LiveUpdates
 from backend.health import health, ready
-from backend.http.cors import cors_config
+from backend.http.cors import cors_config, problem_preflights
 from backend.http.idempotency import exception_handlers as idempotency_handlers
 from backend.http.openapi import openapi_config
 from backend.observability import configure_logging, request_context, silence_server_access_log
@@ -76,5 +76,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # Around everything Litestar does (routing 404s, CORS, exception handling included), so every
     # response gets a request id, the security headers and an access-log line.
-    app.asgi_handler = request_context(app.asgi_handler)
+    app.asgi_handler = request_context(problem_preflights(app.asgi_handler))
     return app

@@ -110,7 +110,12 @@ _EVERY_API_CALL = (400, 401, 403, 429, 503)
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the problem documents an /api handler can answer with (besides the usual)."""
     return {
-        s: ResponseSpec(data_container=Problem, description=_DESCRIPTIONS[s], media_type=PROBLEM_JSON)
+        s: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS[s],
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
         for s in sorted({*_EVERY_API_CALL, *statuses})
     }
 

@@ -75,7 +75,7 @@ class EventController(Controller):
         opt={"token_in_query": True},
         cache=False,
     )
-    async def events(
+    async def stream_task_events(
         self,
         request: Request[Any, Any, Any],
         live: LiveUpdates,

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Request, Response
 from litestar.dto import DTOData
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Operation, RequestBody
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
 
@@ -53,16 +52,6 @@ MAX_OFFSET = 10_000_000
 _LOCATION = documented_header(
     "Location", "The new task's URL.", "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21"
 )
-
-
-class _OptionalBody(Operation):
-    """OpenAPI: the body of this operation may be left out (Litestar marks every body required)."""
-
-    def to_schema(self) -> dict[str, Any]:
-        # At rendering: Litestar sets ``required`` on the body after the operation is built.
-        if isinstance(self.request_body, RequestBody):
-            self.request_body.required = False
-        return super().to_schema()
 
 
 def _task(task: TaskRead, status_code: int = HTTP_200_OK, location: str | None = None) -> Response[TaskRead]:
@@ -263,7 +252,6 @@ class TaskController(Controller):
         dto=CompletedDTO,
         return_dto=None,
         responses=problem_responses(404, 412, 413, 415),
-        operation_class=_OptionalBody,
         response_headers=[ETAG_HEADER],
     )
     async def set_task_completion(
