@@ -547,7 +547,7 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
     if len(meta["servers"]) > 1:
         out += ["", *comparison(results, meta["servers"])]
     reference = [r for r in results if r.server in ("raw", meta["servers"][0])]
-    out += ["", f"## Targets (issue #5), for {meta['servers'][0]}", ""]
+    out += ["", f"## Targets, for {meta['servers'][0]}", ""]
     out += targets(reference, raw)
     out += ["", meta.get("notes", "")]
     return "\n".join(out).rstrip() + "\n"
