@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/events.py [--streams 1000] [--duration 10] [--conns 64]
 
-Starts a throwaway PostgreSQL (migrated with the real CLI) and the API as ``scripts/serve`` runs it
-(uvicorn, 1 worker, ``backend.eventloop:ServingLoop``, httptools). 1,000 users with 5 tasks each. Then:
+Starts a throwaway PostgreSQL (migrated with the real CLI) and the API in one process
+(one uvicorn worker on uvloop + httptools, so the worker is the measured process). 1,000 users with 5 tasks each.
 
 1. writes without streams: ``wrk`` toggles the users' tasks (``PATCH /tasks/{id}/complete``) for
    ``--duration`` seconds;
@@ -177,7 +177,7 @@ def start_api(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes],
     port = free_port()
     api = subprocess.Popen(
         [str(VENV_BIN / "uvicorn"), "--factory", "backend.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--loop", "backend.eventloop:ServingLoop",
+         "--port", str(port), "--workers", "1", "--loop", "uvloop",
          "--http", "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
         cwd=ROOT, env=env, stdout=(work / "api.log").open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
