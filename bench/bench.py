@@ -247,6 +247,10 @@ def build_cases(users: list[str], big: str, data: dict[str, Any], tokens: dict[s
             "create", "create (`POST /tasks`)", "create", 201,
             [line("POST", f"/api/{u}/tasks", u, create_body) for u in users], api_only=False,
         ),
+        "create_keyed": Case(
+            "create_keyed", "create with a fresh `Idempotency-Key`", "create", 201,
+            [line("POST", f"/api/{u}/tasks", u, create_body) + "\tkeyed" for u in users],
+        ),
         "toggle": Case(
             "toggle", "toggle (`PATCH /tasks/{id}/complete`)", "create", 200,
             [line("PATCH", f"/api/{u}/tasks/{t}/complete", u) for u, t in ids],
@@ -821,7 +825,7 @@ def main() -> int:
                     check_first(server, case)
                     if warmup > 0:
                         run_wrk(server.url, req_file, c, warmup, work / "warmup.json")
-                    if case.name == "create":
+                    if case.name.startswith("create"):
                         asyncio.run(delete_created(dsn))
                     before = asyncio.run(db_counters(dsn))
                     pids = server.worker_pids()
@@ -843,7 +847,7 @@ def main() -> int:
                         f"rss {mb(r.rss_sum)} MB  tx/req {xacts:.2f}  cpu/req app {r.app_cpu_us:.0f} µs pg {r.pg_cpu_us:.0f} µs")  # fmt: skip
                     if pyspy and kind != "raw" and round_no == 0 and w == 1 and c == conns[0]:
                         profiles.append(profile_case(pyspy, server, req_file, c, duration, work, stamp, case))
-                    if case.name == "create":
+                    if case.name.startswith("create"):
                         asyncio.run(delete_created(dsn))
             server.stop()
             log_notes.append(summarize_log(work / f"{server.name}.log", server.name))
