@@ -139,6 +139,8 @@ def test_out_of_connection_slots_is_503_and_readiness_says_so(
     env = {
         **api_env,
         "DATABASE_URL": role_url,
+        # The live-updates LISTEN connection goes elsewhere: the role's slots are the request pool's.
+        "DATABASE_LISTEN_URL": database_url,
         "DATABASE_POOL_MODE": "session",
         "DATABASE_POOL_TIMEOUT": "2",
         "RATE_LIMIT": "0",
