@@ -70,7 +70,7 @@ def test_concurrent_bulk_writes_on_a_large_list_do_not_deadlock(
 def _opposite_bulk_writes(api: ApiServer, tokens: Tokens, user: str) -> None:
     async def run() -> list[int]:
         in_flight = asyncio.Semaphore(6)
-        async with httpx.AsyncClient(headers=tokens.headers(user), timeout=120) as c:
+        async with httpx.AsyncClient(headers=tokens.headers(user), timeout=300) as c:
 
             async def complete_all(value: bool) -> int:
                 async with in_flight:
@@ -80,7 +80,7 @@ def _opposite_bulk_writes(api: ApiServer, tokens: Tokens, user: str) -> None:
             return await asyncio.gather(*(complete_all(i % 2 == 0) for i in range(40)))
 
     assert asyncio.run(run()) == [200] * 40
-    with httpx.Client(headers=tokens.headers(user), timeout=120) as c:
+    with httpx.Client(headers=tokens.headers(user), timeout=300) as c:
         response = c.delete(f"{api.url}/api/{user}/tasks", params={"completed": "true"})
         assert response.status_code == 200
 
