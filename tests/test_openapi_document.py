@@ -47,7 +47,8 @@ def test_operation_ids_are_the_handlers_names(anon: httpx.Client) -> None:
     spec = anon.get("/schema/openapi.json").json()
     ids = [op["operationId"] for _, _, op in operations(spec)]
     assert len(ids) == len(set(ids))
-    assert all(i.isalnum() and i[0].islower() for i in ids), ids
+    assert ids
+    assert [i for i in ids if not (i.isalnum() and i[0].islower())] == [], ids
     by_path = {(path, method): op["operationId"] for path, method, op in operations(spec)}
     assert by_path[("/health", "get")] == "getHealth"
     assert by_path[("/health/ready", "get")] == "getReadiness"
