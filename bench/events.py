@@ -1,19 +1,24 @@
 """Live-updates benchmark: 1,000 open event streams on one API worker under a write load.
 
-    .venv/bin/python bench/events.py [--streams 1000] [--duration 10] [--conns 64]
+    .venv/bin/python bench/events.py [--streams 1000] [--rounds 3] [--duration 10] [--conns 64]
+                                     [--server litestar|uvicorn]
 
-Starts a throwaway PostgreSQL (migrated with the real CLI) and the API in one process
-(one uvicorn worker on uvloop + httptools, so the worker is the measured process). 1,000 users with 5 tasks each.
+Starts a throwaway PostgreSQL (migrated with the real CLI) and the API with one worker: by default
+through the production command (``python -m backend.serve``: ``litestar run`` on Granian), or
+``--server uvicorn``. 1,000 users with 5 tasks each.
 
-1. writes without streams: ``wrk`` toggles the users' tasks (``PATCH /tasks/{id}/complete``) for
-   ``--duration`` seconds;
-2. opens one stream per user (``--streams``), every one read by this process, and runs the same wrk
-   load again, while a probe commits a change of one streamed user's task every 50 ms straight in
-   PostgreSQL and times until its event arrives on that stream (commit-to-event latency);
-3. the writes without streams once more (the reported "without" is the mean of 1 and 3, as the box
-   is shared and drifts).
+Runs, each ``--duration`` seconds of ``wrk`` toggling the users' tasks (``PATCH /tasks/{id}/complete``):
+without streams, then ``--rounds`` times (with streams, without streams). For a "with" run one stream
+per user (``--streams``) is opened and read by a second process at a lower priority (clients are not
+on the server's machine in production), while a probe commits a change of one streamed user's task
+every 50 ms straight in PostgreSQL and times until its event arrives on that stream (commit-to-event
+latency); the streams are closed again before the next "without" run.
 
-The worker's RSS is sampled throughout. Results go to ``bench/results/<date>_<time>_events.md``.
+Each "with" run is compared with the mean of the "without" runs either side of it, so a box that
+drifts during the benchmark does not pass for a cost; the reported cost is the median over the
+rounds. The worker's CPU time per write (from /proc) is reported the same way: it is what the server
+itself pays, whatever else shares the box. The worker's RSS is sampled throughout. Results go to
+``bench/results/<date>_<time>_events.md``.
 Needs ``wrk`` (``apt-get install -y wrk``).
 """
 
@@ -22,7 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -32,13 +39,16 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import jwt
+import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -82,15 +92,14 @@ def run_wrk(url: str, requests_file: Path, conns: int, duration: float, out: Pat
 
 
 class Streams:
-    """``count`` open streams, each read to the end of every event; the probe's events are timed."""
+    """One stream per user, each read to the end of every event; when each probe's event arrived."""
 
     def __init__(self, port: int, tokens: dict[str, str]) -> None:
         self.port = port
         self.tokens = tokens
         self.events = 0
         self.resyncs = 0
-        self.waiting: dict[str, float] = {}  # probe title -> commit time
-        self.latencies: list[float] = []
+        self.arrived: dict[str, float] = {}  # probe title -> time.perf_counter() at its event
         self.tasks: list[asyncio.Task[None]] = []
         self.open = 0
 
@@ -113,9 +122,7 @@ class Streams:
                         self.resyncs += 1
                     elif b"probe-" in line:
                         title = line.split(b'"title":"', 1)[1].split(b'"', 1)[0].decode()
-                        committed = self.waiting.pop(title, None)
-                        if committed is not None:
-                            self.latencies.append(time.perf_counter() - committed)
+                        self.arrived.setdefault(title, time.perf_counter())
         finally:
             writer.close()
 
@@ -133,7 +140,29 @@ class Streams:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def probe(dsn: str, streams: Streams, task_id: uuid.UUID, stop: asyncio.Event) -> None:
+def read_streams(port: int, tokens: dict[str, str], pipe: Connection) -> None:
+    """The readers' process: sends the number of open streams, then, once told to stop, what they read.
+
+    Clients are not on the server's machine in production: at a lower priority (nice 10), the readers
+    take CPU from the server, PostgreSQL and wrk only when those leave some idle.
+    """
+    os.nice(10)
+
+    async def run() -> None:
+        streams = Streams(port, tokens)
+        await streams.start()
+        pipe.send(streams.open)
+        await asyncio.to_thread(pipe.recv)
+        await asyncio.sleep(1)  # the last probes' events
+        pipe.send({"events": streams.events, "resyncs": streams.resyncs, "arrived": streams.arrived})
+        await streams.stop()
+
+    asyncio.run(run())
+
+
+async def probe(dsn: str, committed: dict[str, float], task_id: uuid.UUID, stop: asyncio.Event) -> None:
+    """Changes a streamed user's task every PROBE_EVERY seconds; records when each commit was
+    acknowledged (an event can be read before that: its latency then counts as 0)."""
     conn = await asyncpg.connect(dsn)
     try:
         n = 0
@@ -143,7 +172,7 @@ async def probe(dsn: str, streams: Streams, task_id: uuid.UUID, stop: asyncio.Ev
             await conn.execute(
                 "UPDATE tasks SET title = $2, version = version + 1 WHERE id = $1", task_id, title
             )
-            streams.waiting[title] = time.perf_counter()  # execute() returns once the commit is done
+            committed[title] = time.perf_counter()  # execute() returns once the commit is done
             await asyncio.sleep(PROBE_EVERY)
     finally:
         await conn.close()
@@ -173,36 +202,86 @@ def seed(dsn: str, users: list[str]) -> list[asyncpg.Record]:
     return asyncio.run(run())
 
 
-def start_api(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+def start_api(
+    work: Path, env: dict[str, str], server: str, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """The API with one worker; returns the server process, its port and the worker's pid."""
     port = free_port()
+    if server == "litestar":  # exactly what scripts/serve runs (``extra`` goes to `litestar run`)
+        cmd = [str(VENV_BIN / "python"), "-m", "backend.serve", *extra]
+        env = {**env, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "1"}
+    else:
+        cmd = [
+            str(VENV_BIN / "uvicorn"), "--factory", "backend.app:create_app", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning", "--backlog", "4096", *extra,
+        ]  # fmt: skip
     api = subprocess.Popen(
-        [str(VENV_BIN / "uvicorn"), "--factory", "backend.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--loop", "uvloop",
-         "--http", "httptools", "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
-        cwd=ROOT, env=env, stdout=(work / "api.log").open("wb"), stderr=subprocess.STDOUT,
+        cmd, cwd=ROOT, env=env, stdout=(work / "api.log").open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    for _ in range(300):
+    for _ in range(600):
+        if api.poll() is not None:
+            raise RuntimeError(f"the API exited: {(work / 'api.log').read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return api, port
+                # The worker serves in the leaf of the process tree (Granian forks it; uvicorn with one
+                # worker serves in its own process).
+                root = psutil.Process(api.pid)
+                leaves = [p for p in [root, *root.children(recursive=True)] if not p.children()]
+                return api, port, leaves[-1].pid
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise RuntimeError("the API did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+class Writes:
+    """One wrk run of the toggle load; records req/s and the worker's CPU time per request."""
+
+    def __init__(
+        self, port: int, pid: int, requests_file: Path, args: argparse.Namespace, work: Path
+    ) -> None:
+        self.port, self.pid, self.requests_file, self.args, self.work = port, pid, requests_file, args, work
+        self.runs = 0
+
+    def __call__(self) -> dict[str, float]:
+        self.runs += 1
+        cpu = cpu_seconds(self.pid)
+        result = run_wrk(
+            f"http://127.0.0.1:{self.port}", self.requests_file, self.args.conns, self.args.duration,
+            self.work / f"w{self.runs}.json",
+        )  # fmt: skip
+        cpu = cpu_seconds(self.pid) - cpu
+        return {
+            "rps": rps(result),
+            "cpu_us": cpu / max(1, int(result["requests"])) * 1e6,
+            # wrk's "status" counts non-2xx/3xx answers; the others are socket errors.
+            "failed": float(sum(result[k] for k in ("status", "connect", "read", "write", "timeout"))),
+        }
 
 
 async def with_streams(
     args: argparse.Namespace, dsn: str, port: int, pid: int, tokens: dict[str, str], probe_task: uuid.UUID,
-    write: Any,
+    writes: Writes,
 ) -> dict[str, Any]:  # fmt: skip
-    result: dict[str, Any] = {}
-    log(f"opening {args.streams} streams ...")
-    streams = Streams(port, tokens)
-    await streams.start()
+    """One "with" run: open the streams (in their own process), write under them while probing, close."""
+    pipe, child_pipe = multiprocessing.Pipe()
+    readers = multiprocessing.get_context("spawn").Process(
+        target=read_streams, args=(port, tokens, child_pipe), daemon=True
+    )
+    readers.start()
+    opened = await asyncio.to_thread(pipe.recv)
     await asyncio.sleep(2)
-    result["rss_streams_kib"] = rss_kib(pid)
+    rss_open = rss_kib(pid)
     stop = asyncio.Event()
-    prober = asyncio.create_task(probe(dsn, streams, probe_task, stop))
+    committed: dict[str, float] = {}
+    prober = asyncio.create_task(probe(dsn, committed, probe_task, stop))
     peak = 0
 
     async def sample() -> None:
@@ -212,22 +291,24 @@ async def with_streams(
             await asyncio.sleep(0.2)
 
     sampler = asyncio.create_task(sample())
-    log("writes with streams ...")
-    result["with"] = await asyncio.to_thread(write, "w2.json")
+    run = await asyncio.to_thread(writes)
     stop.set()
     await prober
     await sampler
-    await asyncio.sleep(1)
-    result.update(
-        rss_peak_kib=peak,
-        events=streams.events,
-        resyncs=streams.resyncs,
-        streams_open=streams.open,
-        latencies=streams.latencies,
-        lost_probes=len(streams.waiting),
-    )
-    await streams.stop()
-    return result
+    pipe.send("stop")
+    read = await asyncio.to_thread(pipe.recv)
+    await asyncio.to_thread(readers.join, 30)
+    arrived: dict[str, float] = read["arrived"]
+    return {
+        "run": run,
+        "rss_open_kib": rss_open,
+        "rss_peak_kib": peak,
+        "events": read["events"],
+        "resyncs": read["resyncs"],
+        "streams_open": opened,
+        "latencies": [max(0.0, arrived[t] - c) for t, c in committed.items() if t in arrived],
+        "lost_probes": len(committed.keys() - arrived.keys()),
+    }
 
 
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -265,20 +346,19 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 if r["user_id"] != probe_user
             )
         )
-        api, port = start_api(work, env)
-
-        def write(name: str) -> dict[str, Any]:
-            return run_wrk(f"http://127.0.0.1:{port}", requests_file, args.conns, args.duration, work / name)
-
-        rss_idle = rss_kib(api.pid)
+        api, port, pid = start_api(work, env, args.server, shlex.split(args.server_args))
+        writes = Writes(port, pid, requests_file, args, work)
+        rss_idle = rss_kib(pid)
         log("writes without streams ...")
-        before = write("w1.json")
-        result = asyncio.run(with_streams(args, dsn, port, api.pid, tokens, probe_task, write))
-        time.sleep(1)
-        log("writes without streams, again ...")
-        result["without"] = [before, write("w3.json")]
-        result["rss_idle_kib"] = rss_idle
-        return result
+        without = [writes()]
+        with_runs = []
+        for n in range(1, args.rounds + 1):
+            log(f"round {n}/{args.rounds}: {args.streams} streams open, writes with streams ...")
+            with_runs.append(asyncio.run(with_streams(args, dsn, port, pid, tokens, probe_task, writes)))
+            time.sleep(1)
+            log(f"round {n}/{args.rounds}: writes without streams ...")
+            without.append(writes())
+        return {"without": without, "with": with_runs, "rss_idle_kib": rss_idle}
     finally:
         if api is not None:
             os.killpg(api.pid, signal.SIGTERM)
@@ -287,37 +367,57 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def rps(run: dict[str, Any]) -> float:
-    return (
-        float(run["requests"]) / float(run["duration_us"]) * 1e6
-        if "duration_us" in run
-        else float(run["rps"])
-    )
+    return float(run["requests"]) / float(run["duration_us"]) * 1e6
 
 
 def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
-    without = statistics.mean(rps(w) for w in r["without"])
-    with_streams = rps(r["with"])
-    lat = r["latencies"]
-    cost = (without - with_streams) / without * 100
+    without: list[dict[str, float]] = r["without"]
+    rounds: list[dict[str, Any]] = r["with"]
+    # Round n's "with" run sits between "without" runs n-1 and n: it is compared with their mean.
+    rps_cost, cpu_cost, rows = [], [], []
+    for n, w in enumerate(rounds):
+        before, after = without[n], without[n + 1]
+        base_rps = (before["rps"] + after["rps"]) / 2
+        base_cpu = (before["cpu_us"] + after["cpu_us"]) / 2
+        rps_cost.append((base_rps - w["run"]["rps"]) / base_rps * 100)
+        cpu_cost.append((w["run"]["cpu_us"] - base_cpu) / base_cpu * 100)
+        rows.append(
+            f"| {n + 1} | {before['rps']:,.0f} / {after['rps']:,.0f} | {w['run']['rps']:,.0f} | {rps_cost[-1]:+.1f} % "
+            f"| {base_cpu:,.0f} | {w['run']['cpu_us']:,.0f} | {cpu_cost[-1]:+.1f} % |"
+        )
+    lat = [x for w in rounds for x in w["latencies"]]
+    lost = sum(w["lost_probes"] for w in rounds)
+    opened = min(w["streams_open"] for w in rounds)
+    failed = sum(run["failed"] for run in [*without, *(w["run"] for w in rounds)])
     lines = [
-        f"# Live updates: {r['streams_open']} open streams on 1 worker ({datetime.now():%Y-%m-%d %H:%M})",
+        f"# Live updates: {opened} open streams on 1 worker ({datetime.now():%Y-%m-%d %H:%M})",
         "",
-        f"wrk `PATCH /tasks/{{id}}/complete` over {args.streams} users' tasks, -c{args.conns}, "
-        f"{args.duration:g} s per run; probe every {PROBE_EVERY * 1000:g} ms. Machine: {os.cpu_count()} cores, "
-        f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())} (shared with other work).",
+        f"Server: {'the production command (`litestar run` on Granian)' if args.server == 'litestar' else 'uvicorn'}"
+        f"{f' with `{args.server_args}`' if args.server_args else ''}, "
+        f"1 worker. wrk `PATCH /tasks/{{id}}/complete` over {args.streams} users' tasks, -c{args.conns}, "
+        f"{args.duration:g} s per run; {args.rounds} rounds of (with streams, without streams) after a first "
+        f"run without; probe every {PROBE_EVERY * 1000:g} ms during the runs with streams. Machine: "
+        f"{os.cpu_count()} cores, load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "",
         "| measure | value | target |",
         "|---|---|---|",
-        f"| writes/s without streams (mean of before and after) | {without:,.0f} "
-        f"({', '.join(f'{rps(w):,.0f}' for w in r['without'])}) | |",
-        f"| writes/s with {r['streams_open']} streams | {with_streams:,.0f} | |",
-        f"| cost of the streams to the write path | {cost:.1f} % | <= 10 % |",
-        f"| commit-to-event latency p50 / p99 ({len(lat)} probes, {r['lost_probes']} not seen) | "
+        f"| cost of the streams to the writes' req/s (median of the rounds) | {statistics.median(rps_cost):+.1f} % "
+        "| <= 10 % |",
+        f"| cost of the streams to the worker's CPU time per write (median) | {statistics.median(cpu_cost):+.1f} % | |",
+        f"| commit-to-event latency p50 / p99 ({len(lat)} probes, {lost} not seen) | "
         f"{percentile(lat, 0.5) * 1000:.1f} ms / {percentile(lat, 0.99) * 1000:.1f} ms | |",
-        f"| worker RSS idle / {r['streams_open']} streams open / peak under load | "
-        f"{r['rss_idle_kib'] / 1024:.0f} / {r['rss_streams_kib'] / 1024:.0f} / {r['rss_peak_kib'] / 1024:.0f} MB"
+        f"| worker RSS idle / {opened} streams open / peak under load | {r['rss_idle_kib'] / 1024:.0f} / "
+        f"{max(w['rss_open_kib'] for w in rounds) / 1024:.0f} / {max(w['rss_peak_kib'] for w in rounds) / 1024:.0f} MB"
         " | <= 200 MB |",
-        f"| events received by the streams / resyncs | {r['events']:,} / {r['resyncs']} | |",
+        f"| events received by the streams / resyncs | {sum(w['events'] for w in rounds):,} / "
+        f"{sum(w['resyncs'] for w in rounds)} | |",
+        f"| writes that failed (non-2xx or socket errors), all runs | {failed:,.0f} | 0 |",
+        "",
+        'Per round (req/s of the writes; the worker\'s CPU µs per write; "without" is the runs either side):',
+        "",
+        "| round | without, before / after | with | req/s cost | CPU/write without | CPU/write with | CPU cost |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
     ]
     return "\n".join(lines) + "\n"
 
@@ -327,8 +427,11 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--conns", type=int, default=64)
+    parser.add_argument("--server", choices=("litestar", "uvicorn"), default="litestar")
+    parser.add_argument("--server-args", default="", help="more arguments for the server command")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
