@@ -189,6 +189,82 @@ def test_changes_by_sql_arrive_only_once_committed(
     run(api, scenario)
 
 
+def test_the_largest_task_and_small_ones_arrive_whole_and_in_order(
+    api: ApiServer, tokens: Tokens, database_url: str
+) -> None:
+    # A space and non-ASCII letters in the user id; and the largest task the API accepts, whose event
+    # (each control character escaped to six bytes) is too big for one notification.
+    user = f"Zoë {uuid.uuid4().hex[:8]}"
+    h = tokens.headers(user)
+    largest = {
+        "title": "\x01" * 255,
+        "description": "\x01" * 1000,
+        "tags": ["\x01" * 29 + c for c in "abcdefghij"],
+    }
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        async with open_stream(c, user, h) as stream:
+            big = await create(c, user, h, **largest)
+            small = [await create(c, user, h, title=f"small {i}") for i in range(3)]
+            created = [await expect(stream, "task.created") for _ in range(4)]
+            assert [e.data["task"] for e in created] == [big, *small]
+
+            # Big and small events committed close together, some in one listener batch.
+            paths = [f"/api/{user}/tasks/{t['id']}/complete" for t in (big, small[0], big, small[1], big)]
+            answers = {}
+            for r in await asyncio.gather(*(c.patch(p, headers=h) for p in paths)):
+                assert r.status_code == 200, r.text
+                answers[(r.json()["id"], r.json()["version"])] = r.json()
+            updates = [await expect(stream, "task.updated") for _ in paths]
+            assert {
+                (e.data["task"]["id"], e.data["task"]["version"]): e.data["task"] for e in updates
+            } == answers
+            ids = [e.id for e in updates if e.id is not None]
+            assert len(ids) == len(updates)
+            assert ids == sorted(set(ids)), ids
+
+            # One statement by hand that changes three tasks: three events.
+            conn = await asyncpg.connect(dsn(database_url))
+            try:
+                await conn.execute(
+                    "UPDATE tasks SET title = title || '!', version = version + 1 WHERE user_id = $1 "
+                    "AND title LIKE 'small %'",
+                    user,
+                )
+            finally:
+                await conn.close()
+            by_hand = [await expect(stream, "task.updated") for _ in small]
+            assert sorted(e.data["task"]["title"] for e in by_hand) == ["small 0!", "small 1!", "small 2!"]
+
+    run(api, scenario)
+
+
+def test_a_notification_sent_by_hand_is_ignored(
+    api: ApiServer, tokens: Tokens, user: str, database_url: str
+) -> None:
+    h = tokens.headers(user)
+
+    async def scenario(c: httpx.AsyncClient) -> None:
+        async with open_stream(c, user, h) as stream:
+            conn = await asyncpg.connect(dsn(database_url))
+            try:
+                for payload in (
+                    "+x",
+                    f"+{len(user)} {user}",
+                    f"+{len(user)} {user}\n1 task.created",
+                    f"+{len(user)} {user}\n1 task.created not-json",
+                    "1 2",
+                    "hello",
+                ):
+                    await conn.execute("SELECT pg_notify('task_events', $1)", payload)
+            finally:
+                await conn.close()
+            task = await create(c, user, h, title="after")
+            assert (await expect(stream, "task.created")).data["task"] == task
+
+    run(api, scenario)
+
+
 def test_last_event_id_gives_the_missed_events_or_resync(api: ApiServer, tokens: Tokens, user: str) -> None:
     h = tokens.headers(user)
 

@@ -1,9 +1,11 @@
 """One ``LISTEN task_events`` connection per worker: reads the announced events and hands them to the hub.
 
-A notification carries ``"<first id> <last id> <user id>"`` (or ``*`` after a TRUNCATE); the events
-themselves are read from ``task_events`` in one query per batch of notifications, and only for users
-with an open stream on this worker. The same connection answers replays (``Last-Event-ID``) and purges
-old events now and then. It is a plain asyncpg connection to a direct (session) server: ``LISTEN``
+A notification carries the user's events whole when they fit in NOTIFY's 8,000 bytes
+(``"+<length of the user id> <user id>"``, then ``"\n<id> <type> <data>"`` per event), else
+``"<first id> <last id> <user id>"``, and then the events are read from ``task_events`` in one query
+per batch of notifications (or it is ``*`` after a TRUNCATE). Only users with an open stream on this
+worker are looked at. The same connection answers replays (``Last-Event-ID``) and purges old events
+now and then. It is a plain asyncpg connection to a direct (session) server: ``LISTEN``
 needs one, which is why ``DATABASE_LISTEN_URL`` exists.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 
@@ -44,6 +47,8 @@ STREAM_FRESH = timedelta(seconds=60)
 _STREAM_OPEN = "SELECT event_stream_open($1, $2, $3, $4)"
 _STREAMS_CLOSED = "DELETE FROM event_streams WHERE id = ANY($1::uuid[])"
 _STREAMS_SEEN = "UPDATE event_streams SET seen_at = now() WHERE id = ANY($1::uuid[])"
+# (id, user id, type, data) of one task_events row.
+_Event = tuple[int, str, str, str]
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 _FETCH = """
@@ -86,7 +91,10 @@ class Listener:
         self.connected = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()  # one query at a time on the connection
-        self._pending: list[tuple[str, int, int]] = []
+        # Announced events of watched users, in commit order: (user, (first id, last id)) to read from
+        # task_events, or (user, its events) when the notification carried them.
+        self._pending: list[tuple[str, tuple[int, int] | list[_Event]]] = []
+        self._delivering = False  # a batch is being read from task_events
         self._released: list[UUID] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -149,13 +157,27 @@ class Listener:
             self.hub.resync_all()
             return
         try:
+            if payload.startswith("+"):
+                size, _, rest = payload[1:].partition(" ")
+                user_id, lines = rest[: int(size)], rest[int(size) + 1 :]
+                if self.hub.wants(user_id):
+                    events = []
+                    for line in lines.split("\n"):
+                        event_id, event_type, data = line.split(" ", 2)
+                        events.append((int(event_id), user_id, event_type, data))
+                    if self._pending or self._delivering:  # behind events still to be read
+                        self._pending.append((user_id, events))
+                        self._wake.set()
+                    else:  # at once: the listener task need not be woken for it
+                        self._publish(events)
+                return
             first, last, user_id = payload.split(" ", 2)
             span = int(first), int(last)
         except ValueError:  # not from our triggers: someone ran NOTIFY task_events by hand
             logger.warning("live updates: ignored a notification that is not an event: %.100r", payload)
             return
         if self.hub.wants(user_id):
-            self._pending.append((user_id, *span))
+            self._pending.append((user_id, span))
             self._wake.set()
 
     async def _run(self) -> None:
@@ -218,13 +240,35 @@ class Listener:
                     await connection.fetchval(_PURGE, KEEP_EVENTS)
         raise asyncpg.InterfaceError("the listen connection was closed")
 
-    async def _deliver(self, connection: asyncpg.Connection, batch: Sequence[tuple[str, int, int]]) -> None:
-        users, firsts, lasts = zip(*batch, strict=True)
-        async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
-            rows = await connection.fetch(_FETCH, users, firsts, lasts)
+    async def _deliver(
+        self, connection: asyncpg.Connection, batch: Sequence[tuple[str, tuple[int, int] | list[_Event]]]
+    ) -> None:
+        rows: list[_Event] = []
+        spans = [(user_id, *item) for user_id, item in batch if isinstance(item, tuple)]
+        self._delivering = True
+        try:
+            if spans:
+                users, firsts, lasts = zip(*spans, strict=True)
+                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                    rows.extend(await connection.fetch(_FETCH, users, firsts, lasts))
+            for _, item in batch:
+                if isinstance(item, list):
+                    rows.extend(item)
+            self._publish(rows)
+        finally:
+            self._delivering = False
+
+    def _publish(self, rows: list[_Event]) -> None:
+        # A user's events go out in id order (their commit order), however they came: a stream skips
+        # an id lower than one it has already sent.
+        rows.sort(key=lambda row: row[0])
         by_user: dict[str, list[Message]] = {}
         for event_id, user_id, event_type, data in rows:
-            message = encode(event_id, event_type, data)
+            try:
+                message = encode(event_id, event_type, data)
+            except msgspec.MsgspecError:  # not from our triggers: a NOTIFY sent by hand
+                logger.warning("live updates: ignored an event that does not decode: %.100r", data)
+                continue
             if message is not None:
                 by_user.setdefault(user_id, []).append(message)
         for user_id, messages in by_user.items():
