@@ -33,11 +33,22 @@ def rate_limiter(settings: Settings) -> RateLimiter | None:
     return RateLimiter(*rate, counter=counter)
 
 
-def _freeze_startup_objects() -> None:
+# Collect the youngest generation after this many net new container objects, not CPython's 700: a
+# request's objects are nearly all freed by reference counting, so at 700 the collector ran ~60 times
+# a second under load, promoting the objects of requests in flight to older generations, and the full
+# passes then walked every open event stream's objects too (1,000 streams: ~145,000 objects, a
+# 110-130 ms stall twice every 5 s). At 10,000 it runs a few times a minute, and cyclic garbage waits
+# for at most 10,000 objects. Measured with bench/events.py: bench/results/2026-12-03_*_events.md.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def _tune_garbage_collector() -> None:
     # Routes, schemas and modules live as long as the process: keep them out of every later
     # garbage-collection pass (a full pass over them stalls all requests in flight).
     gc.collect()
     gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -70,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=cors_config(settings),
         request_max_body_size=MAX_BODY_BYTES,
         before_send=[add_rate_limit_headers] if limiter else [],
-        on_startup=[silence_server_access_log, live.start, _freeze_startup_objects],
+        on_startup=[silence_server_access_log, live.start, _tune_garbage_collector],
         on_shutdown=[live.stop, verifier.aclose, *([limiter.aclose] if limiter else [])],
         debug=False,
     )
