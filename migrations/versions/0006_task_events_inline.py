@@ -10,8 +10,8 @@ query on the database for every write that somebody watches. Now ``task_events_n
 
     +<length of the user id> <user id>\\n<id> <type> <data>[\\n<id> <type> <data> ...]
 
-when that is shorter than NOTIFY's 8,000-byte limit (any single task but the very largest; user ids
-hold no control characters and the JSON no raw newlines), and the old form otherwise. The trigger
+when that is shorter than NOTIFY's 8,000-byte limit (any single task but the very largest; the user id
+is length-prefixed, and the JSON holds no raw newlines), and the old form otherwise. The trigger
 functions of 0005 are re-created with only their ``pg_notify`` call replaced by this function.
 """
 
@@ -28,8 +28,8 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-# At most this many events of one user in one statement are tried inline; a larger statement's
-# events would not fit anyway, and are not worth aggregating to find that out.
+# Only a user's events spanning fewer than 16 ids are tried inline: a larger statement's events would
+# not fit anyway, and are not worth aggregating to find that out.
 _NOTIFY = """
 CREATE FUNCTION task_events_notify(owner varchar, first_id bigint, last_id bigint)
 RETURNS void LANGUAGE plpgsql AS $$
