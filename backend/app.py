@@ -38,7 +38,8 @@ def rate_limiter(settings: Settings) -> RateLimiter | None:
 # a second under load, promoting the objects of requests in flight to older generations, and the full
 # passes then walked every open event stream's objects too (1,000 streams: ~145,000 objects, a
 # 110-130 ms stall twice every 5 s). At 10,000 it runs a few times a minute, and cyclic garbage waits
-# for at most 10,000 objects. Measured with bench/events.py: bench/results/2026-12-03_*_events.md.
+# for at most 10,000 objects. Measured on CPython 3.11 (bench/results/2026-12-03_gc_threshold.md); 3.14's
+# incremental collector reads the threshold differently: measure again before relying on it there.
 GC_YOUNG_THRESHOLD = 10_000
 
 

@@ -143,8 +143,9 @@ class Streams:
 def read_streams(port: int, tokens: dict[str, str], pipe: Connection) -> None:
     """The readers' process: sends the number of open streams, then, once told to stop, what they read.
 
-    Clients are not on the server's machine in production: at a lower priority (nice 10), the readers
-    take CPU from the server, PostgreSQL and wrk only when those leave some idle.
+    Clients are not on the server's machine in production: at a lower priority (nice 10) the readers
+    get a smaller share of the cores than the server, PostgreSQL and wrk (a share, not only idle
+    time). Their own scheduling delay is part of the commit-to-event latency, which errs high.
     """
     os.nice(10)
 
@@ -228,8 +229,13 @@ def start_api(
                 # The worker serves in the leaf of the process tree (Granian forks it; uvicorn with one
                 # worker serves in its own process).
                 root = psutil.Process(api.pid)
-                leaves = [p for p in [root, *root.children(recursive=True)] if not p.children()]
-                return api, port, leaves[-1].pid
+                leaves = [
+                    p
+                    for p in [root, *root.children(recursive=True)]
+                    if not p.children() and "resource_tracker" not in " ".join(p.cmdline())
+                ]
+                if len(leaves) == 1:  # else a worker is still starting: wait for the one worker
+                    return api, port, leaves[0].pid
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
@@ -276,6 +282,7 @@ async def with_streams(
         target=read_streams, args=(port, tokens, child_pipe), daemon=True
     )
     readers.start()
+    child_pipe.close()  # so that a readers process that dies ends recv() with EOFError
     opened = await asyncio.to_thread(pipe.recv)
     await asyncio.sleep(2)
     rss_open = rss_kib(pid)

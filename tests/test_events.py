@@ -203,64 +203,90 @@ def test_the_largest_task_and_small_ones_arrive_whole_and_in_order(
     }
 
     async def scenario(c: httpx.AsyncClient) -> None:
-        async with open_stream(c, user, h) as stream:
-            big = await create(c, user, h, **largest)
-            small = [await create(c, user, h, title=f"small {i}") for i in range(3)]
-            created = [await expect(stream, "task.created") for _ in range(4)]
-            assert [e.data["task"] for e in created] == [big, *small]
+        # What PostgreSQL announces: the big task's ids only, the small ones' events whole.
+        listen = await asyncpg.connect(dsn(database_url))
+        payloads: asyncio.Queue[str] = asyncio.Queue()
+        await listen.add_listener("task_events", lambda *args: payloads.put_nowait(args[3]))
+        try:
+            async with open_stream(c, user, h) as stream:
+                big = await create(c, user, h, **largest)
+                small = [await create(c, user, h, title=f"small {i}") for i in range(3)]
+                created = [await expect(stream, "task.created") for _ in range(4)]
+                assert [e.data["task"] for e in created] == [big, *small]
+                mine: list[str] = []
+                async with asyncio.timeout(10):
+                    while len(mine) < 4:
+                        if user in (payload := await payloads.get()):
+                            mine.append(payload)
+                assert [p.startswith(f"+{len(user)} {user}\n") for p in mine] == [False, True, True, True]
+                await interleaved_and_by_hand(c, stream, big, small)
+        finally:
+            await listen.close()
 
-            # Big and small events committed close together, some in one listener batch.
-            paths = [f"/api/{user}/tasks/{t['id']}/complete" for t in (big, small[0], big, small[1], big)]
-            answers = {}
-            for r in await asyncio.gather(*(c.patch(p, headers=h) for p in paths)):
-                assert r.status_code == 200, r.text
-                answers[(r.json()["id"], r.json()["version"])] = r.json()
-            updates = [await expect(stream, "task.updated") for _ in paths]
-            assert {
-                (e.data["task"]["id"], e.data["task"]["version"]): e.data["task"] for e in updates
-            } == answers
-            ids = [e.id for e in updates if e.id is not None]
-            assert len(ids) == len(updates)
-            assert ids == sorted(set(ids)), ids
+    async def interleaved_and_by_hand(
+        c: httpx.AsyncClient, stream: Stream, big: dict[str, Any], small: list[dict[str, Any]]
+    ) -> None:
+        # Big and small events committed close together, some in one listener batch.
+        paths = [f"/api/{user}/tasks/{t['id']}/complete" for t in (big, small[0], big, small[1], big)]
+        answers = {}
+        for r in await asyncio.gather(*(c.patch(p, headers=h) for p in paths)):
+            assert r.status_code == 200, r.text
+            answers[(r.json()["id"], r.json()["version"])] = r.json()
+        updates = [await expect(stream, "task.updated") for _ in paths]
+        assert {(e.data["task"]["id"], e.data["task"]["version"]): e.data["task"] for e in updates} == answers
 
-            # One statement by hand that changes three tasks: three events.
-            conn = await asyncpg.connect(dsn(database_url))
-            try:
-                await conn.execute(
-                    "UPDATE tasks SET title = title || '!', version = version + 1 WHERE user_id = $1 "
-                    "AND title LIKE 'small %'",
-                    user,
-                )
-            finally:
-                await conn.close()
-            by_hand = [await expect(stream, "task.updated") for _ in small]
-            assert sorted(e.data["task"]["title"] for e in by_hand) == ["small 0!", "small 1!", "small 2!"]
+        # One statement by hand that changes three tasks: three events.
+        conn = await asyncpg.connect(dsn(database_url))
+        try:
+            await conn.execute(
+                "UPDATE tasks SET title = title || '!', version = version + 1 WHERE user_id = $1 "
+                "AND title LIKE 'small %'",
+                user,
+            )
+        finally:
+            await conn.close()
+        by_hand = [await expect(stream, "task.updated") for _ in small]
+        assert sorted(e.data["task"]["title"] for e in by_hand) == ["small 0!", "small 1!", "small 2!"]
 
     run(api, scenario)
 
 
-def test_a_notification_sent_by_hand_is_ignored(
+def test_a_notification_that_does_not_parse_gives_resync_and_events_flow_on(
     api: ApiServer, tokens: Tokens, user: str, database_url: str
 ) -> None:
     h = tokens.headers(user)
+    # Too big for a notification of its own: its events are read from task_events.
+    big = {"title": "big", "description": "\x01" * 1000, "tags": ["\x01" * 29 + c for c in "abcdefghij"]}
 
     async def scenario(c: httpx.AsyncClient) -> None:
         async with open_stream(c, user, h) as stream:
+            task = await create(c, user, h, **big)
+            await expect(stream, "task.created")
             conn = await asyncpg.connect(dsn(database_url))
             try:
-                for payload in (
-                    "+x",
-                    f"+{len(user)} {user}",
-                    f"+{len(user)} {user}\n1 task.created",
-                    f"+{len(user)} {user}\n1 task.created not-json",
-                    "1 2",
-                    "hello",
-                ):
+                # An event that does not decode, announced right behind one the listener must read
+                # from the table (so it waits in the listener's queue): a resync for the user.
+                async with conn.transaction():
+                    await conn.execute(
+                        "UPDATE tasks SET version = version + 1 WHERE id = $1", uuid.UUID(task["id"])
+                    )
+                    await conn.execute(
+                        "SELECT pg_notify('task_events', $1)", f"+{len(user)} {user}\n1 task.created not-json"
+                    )
+                got = [await stream.next() for _ in range(2)]
+                assert sorted(e.event for e in got) == ["resync", "task.updated"], got
+                # Notifications that do not parse: every stream refetches; an old-form one is ignored.
+                for payload in ("+x", f"+{len(user)} {user}", f"+{len(user)} {user}\n1 task.created", "1 2"):
                     await conn.execute("SELECT pg_notify('task_events', $1)", payload)
             finally:
                 await conn.close()
-            task = await create(c, user, h, title="after")
-            assert (await expect(stream, "task.created")).data["task"] == task
+            after = await create(c, user, h, title="after")
+            seen = []
+            while (event := await stream.next()).event != "task.created":
+                seen.append(event.event)
+            assert event.data["task"] == after
+            assert seen
+            assert set(seen) == {"resync"}, seen
 
     run(api, scenario)
 

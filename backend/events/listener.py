@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 
 from backend.events.hub import Hub
-from backend.events.messages import Message, encode
+from backend.events.messages import RESYNC, Message, encode
 from backend.settings import Settings, normalize_database_url
 
 logger = logging.getLogger(__name__)
@@ -156,21 +156,10 @@ class Listener:
         if payload == "*":
             self.hub.resync_all()
             return
+        if payload.startswith("+"):
+            self._notified_events(payload)
+            return
         try:
-            if payload.startswith("+"):
-                size, _, rest = payload[1:].partition(" ")
-                user_id, lines = rest[: int(size)], rest[int(size) + 1 :]
-                if self.hub.wants(user_id):
-                    events = []
-                    for line in lines.split("\n"):
-                        event_id, event_type, data = line.split(" ", 2)
-                        events.append((int(event_id), user_id, event_type, data))
-                    if self._pending or self._delivering:  # behind events still to be read
-                        self._pending.append((user_id, events))
-                        self._wake.set()
-                    else:  # at once: the listener task need not be woken for it
-                        self._publish(events)
-                return
             first, last, user_id = payload.split(" ", 2)
             span = int(first), int(last)
         except ValueError:  # not from our triggers: someone ran NOTIFY task_events by hand
@@ -179,6 +168,32 @@ class Listener:
         if self.hub.wants(user_id):
             self._pending.append((user_id, span))
             self._wake.set()
+
+    def _notified_events(self, payload: str) -> None:
+        """A notification that carries its events: ``+<length> <user id>`` and ``\\n<id> <type> <data>``
+        per event."""
+        try:
+            size, _, rest = payload[1:].partition(" ")
+            user_id, lines = rest[: int(size)], rest[int(size) :]
+            if not lines.startswith("\n"):
+                raise ValueError("no event after the user id")
+            events = []
+            for line in lines[1:].split("\n"):
+                event_id, event_type, data = line.split(" ", 2)
+                events.append((int(event_id), user_id, event_type, data))
+        except ValueError:
+            # Ours or not (NOTIFY is open to every role that can connect), its user may have missed
+            # an event: every stream refetches rather than stay silent.
+            logger.warning("live updates: a notification did not parse, resync: %.100r", payload)
+            self.hub.resync_all()
+            return
+        if not self.hub.wants(user_id):
+            return
+        if self._pending or self._delivering:  # behind events still to be read
+            self._pending.append((user_id, events))
+            self._wake.set()
+        else:  # at once: the listener task need not be woken for it
+            self._publish(events)
 
     async def _run(self) -> None:
         delay = BACKOFF_FIRST_SECONDS
@@ -266,9 +281,9 @@ class Listener:
         for event_id, user_id, event_type, data in rows:
             try:
                 message = encode(event_id, event_type, data)
-            except msgspec.MsgspecError:  # not from our triggers: a NOTIFY sent by hand
-                logger.warning("live updates: ignored an event that does not decode: %.100r", data)
-                continue
+            except msgspec.MsgspecError:  # a NOTIFY sent by hand, or a row this version cannot read
+                logger.warning("live updates: an event did not decode, resync: %.100r", data)
+                message = RESYNC
             if message is not None:
                 by_user.setdefault(user_id, []).append(message)
         for user_id, messages in by_user.items():
