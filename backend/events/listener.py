@@ -1,7 +1,7 @@
 """One ``LISTEN task_events`` connection per worker: reads the announced events and hands them to the hub.
 
 A notification carries the user's events whole when they fit in NOTIFY's 8,000 bytes
-(``"+<length of the user id> <user id>"``, then ``"\n<id> <type> <data>"`` per event), else
+(``"+<length of the user id> <user id>"``, then ``"\\n<id> <type> <data>"`` per event), else
 ``"<first id> <last id> <user id>"``, and then the events are read from ``task_events`` in one query
 per batch of notifications (or it is ``*`` after a TRUNCATE). Only users with an open stream on this
 worker are looked at. The same connection answers replays (``Last-Event-ID``) and purges old events
