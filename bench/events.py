@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,15 +48,11 @@ import httpx
 import jwt
 import psutil
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(ROOT))
+from backend.devdb import asyncpg_url, start_cluster
 
-from backend.devdb import asyncpg_url, start_cluster  # noqa: E402
+# The harness's helpers and constants: bench/bench.py, next to this file.
+from bench import BENCH_DIR, ROOT, SECRET, VENV_BIN, cpu_seconds, free_port, run_wrk
 
-VENV_BIN = Path(sys.executable).parent
-SECRET = "bench-secret-that-is-at-least-32-bytes-long-0123456789"
-LUA = BENCH_DIR / "wrk" / "requests.lua"
 TASKS_PER_USER = 5
 PROBE_EVERY = 0.05
 
@@ -67,28 +61,11 @@ def log(message: str) -> None:
     print(f"[events-bench] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def run_wrk(url: str, requests_file: Path, conns: int, duration: float, out: Path) -> dict[str, Any]:
-    out.unlink(missing_ok=True)
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{round(duration)}s", "--timeout", "10s", "-s", str(LUA), url]
-    env = {**os.environ, "BENCH_REQUESTS": str(requests_file), "BENCH_OUT": str(out)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60, check=False)
-    if done.returncode != 0 or not out.exists():
-        raise RuntimeError(f"wrk failed: {done.stdout}\n{done.stderr}")
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
 
 
 class Streams:
@@ -242,11 +219,6 @@ def start_api(
     raise RuntimeError("the API did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 class Writes:
     """One wrk run of the toggle load; records req/s and the worker's CPU time per request."""
 
@@ -258,12 +230,12 @@ class Writes:
 
     def __call__(self) -> dict[str, float]:
         self.runs += 1
-        cpu = cpu_seconds(self.pid)
+        cpu = cpu_seconds([self.pid])
         result = run_wrk(
             f"http://127.0.0.1:{self.port}", self.requests_file, self.args.conns, self.args.duration,
             self.work / f"w{self.runs}.json",
         )  # fmt: skip
-        cpu = cpu_seconds(self.pid) - cpu
+        cpu = cpu_seconds([self.pid]) - cpu
         return {
             "rps": rps(result),
             "cpu_us": cpu / max(1, int(result["requests"])) * 1e6,
