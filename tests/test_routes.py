@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import litestar
@@ -23,7 +24,7 @@ from litestar.testing import TestClient
 from backend.http import routes
 
 
-def _app(decorator: Any) -> tuple[Litestar, list[tuple[str, BaseRouteHandler]]]:
+def _app(decorator: Callable[..., HTTPRouteHandler]) -> tuple[Litestar, list[tuple[str, BaseRouteHandler]]]:
     seen: list[tuple[str, BaseRouteHandler]] = []
 
     def record(layer: str) -> Any:
@@ -87,7 +88,7 @@ def test_importing_the_decorators_warns_about_nothing() -> None:
     ],
 )
 def test_each_decorator_is_its_method_with_litestars_default_status_and_no_warning(
-    decorator: Any, method: str, status: int
+    decorator: Callable[..., HTTPRouteHandler], method: str, status: int
 ) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
