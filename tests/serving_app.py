@@ -1,8 +1,9 @@
 """A tiny app for tests/test_serving.py, served by the production command (``scripts/serve``).
 
-It stands in for a live-updates stream until the API has one: ``/stream`` ends when the worker is told
-to stop (``backend.shutdown``), ``/stream-forever`` ignores it (the control); the shutdown hook prints
-a line, which is only printed when the worker stopped cleanly (a killed worker runs no hooks).
+A stream on its own, without the API's database: ``/stream`` ends when the worker is told to stop
+(``backend.events.signals.on_exit_signal``, as the live-updates hub does), ``/stream-forever`` ignores it
+(the control); the shutdown hook prints a line, which is only printed when the worker stopped cleanly (a
+killed worker runs no hooks).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from litestar import Litestar, get
+from litestar.datastructures import State
 from litestar.response import Stream
 from litestar_granian import GranianPlugin
 
-from backend.shutdown import shutting_down
+from backend.events.signals import on_exit_signal
 
 HOOKS_RAN = "serving-app: shutdown hooks ran"
 
@@ -40,13 +42,18 @@ async def _ticks(stop: asyncio.Event | None) -> AsyncIterator[bytes]:
 
 
 @get("/stream")
-async def stream() -> Stream:
-    return Stream(_ticks(shutting_down()), media_type="text/event-stream")
+async def stream(state: State) -> Stream:
+    return Stream(_ticks(state.stopping), media_type="text/event-stream")
 
 
 @get("/stream-forever")
 async def stream_forever() -> Stream:
     return Stream(_ticks(None), media_type="text/event-stream")
+
+
+async def _watch_exit_signal(app: Litestar) -> None:
+    app.state.stopping = asyncio.Event()
+    on_exit_signal(app.state.stopping.set)
 
 
 def _hooks_ran() -> None:
@@ -56,4 +63,9 @@ def _hooks_ran() -> None:
 def create_app() -> Litestar:
     # GranianPlugin: scripts/serve's flags are those of litestar-granian's `run` (the API's own CLI
     # plugin, backend.cli.TasksCLIPlugin, is one).
-    return Litestar([health, stream, stream_forever], on_shutdown=[_hooks_ran], plugins=[GranianPlugin()])
+    return Litestar(
+        [health, stream, stream_forever],
+        on_startup=[_watch_exit_signal],
+        on_shutdown=[_hooks_ran],
+        plugins=[GranianPlugin()],
+    )

@@ -180,7 +180,7 @@ def test_a_live_stream_ends_on_sigterm_and_the_worker_stops_cleanly(api_env: dic
 def test_control_a_stream_that_ignores_shutdown_holds_its_worker_until_killed(
     api_env: dict[str, str],
 ) -> None:
-    """Without watching backend.shutdown, the worker waits SERVER_SHUTDOWN_TIMEOUT, is killed, and its
+    """Without watching the exit signal, the worker waits SERVER_SHUTDOWN_TIMEOUT, is killed, and its
     shutdown hooks never run: what the test above guards against."""
     with _serving_app(api_env, SERVER_SHUTDOWN_TIMEOUT="2") as server:
         received, log = _stop_while_streaming(server, "/stream-forever")

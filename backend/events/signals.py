@@ -1,11 +1,16 @@
-"""Noticing that the server is exiting, while streams are still open.
+"""Noticing that the worker is told to stop, while long-lived responses (live-update streams) are open.
 
-uvicorn (``scripts/serve``, ``litestar run``) on SIGTERM/SIGINT stops accepting, then waits for every open
-connection to finish before it runs the lifespan shutdown: an endless stream would hold the exit
-forever. sse-starlette meets this by patching ``uvicorn.Server.handle_exit``; instead, at start-up (when
-the server's own handlers are installed) we put a handler in front of them that tells the streams to
-end and then calls the server's. Servers that run the lifespan shutdown first (Granian, Hypercorn) are
-covered by ``LiveUpdates.stop`` as well.
+On SIGTERM/SIGINT Granian stops accepting and waits for in-flight responses, up to
+``SERVER_SHUTDOWN_TIMEOUT``; it tells the app nothing (no ``http.disconnect`` for open responses, and
+the lifespan shutdown starts only once they are done). A stream that never ends would hold its worker
+that long and then be killed with it, skipping the app's shutdown hooks. So the worker's own signal is
+the hook: ``on_exit_signal(callback)``, called from the serving loop (an ``on_startup`` hook), runs
+``callback`` on that loop when the signal comes, and the callback ends the streams (EventSource
+reconnects, to a worker that is still up).
+
+Our handler is chained in front of the one already installed (asyncio's and uvloop's
+``add_signal_handler`` keep a Python-level handler and a wake-up fd: the fd still wakes the loop, and the
+previous handler is called as before), so the server's own graceful stop is unchanged.
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def on_exit_signal(callback: Callable[[], None]) -> Callable[[], None]:
-    """Run ``callback`` on the running loop at SIGINT/SIGTERM, before the server's own handler.
+    """Run ``callback`` on the running loop at SIGINT/SIGTERM, then the handler that was there before.
 
-    Returns a function that puts the previous handlers back. Outside the main thread (signals cannot be
-    handled there) nothing is installed.
+    Returns a function that puts the previous handlers back. Outside the main thread (Python handles
+    signals there only) nothing is installed and ``callback`` never runs.
     """
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {}
@@ -34,8 +39,10 @@ def on_exit_signal(callback: Callable[[], None]) -> Callable[[], None]:
         handler = previous.get(sig)
         if callable(handler):
             handler(sig, frame)
-        elif handler == signal.SIG_DFL and sig == signal.SIGINT:
-            raise KeyboardInterrupt
+        elif handler == signal.SIG_DFL:
+            # Nobody else handled it: end the process, as the signal would have without us.
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
 
     try:
         for sig in EXIT_SIGNALS:
