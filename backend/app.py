@@ -7,6 +7,7 @@ import gc
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Router
 from litestar.di import Provide
+from litestar.types import ASGIApp
 
 from backend.auth import TokenVerifier, owner_guard
 from backend.cli import TasksCLIPlugin
@@ -17,7 +18,8 @@ from backend.health import health, ready
 from backend.http.cors import cors_config, problem_preflights
 from backend.http.idempotency import exception_handlers as idempotency_handlers
 from backend.http.openapi import openapi_config
-from backend.observability import configure_logging, request_context, silence_server_access_log
+from backend.http.wrapping import WrappedLitestar
+from backend.observability import configure_logging, request_context
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
 from backend.tasks import TaskController, provide_tasks
@@ -74,7 +76,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         route_handlers=[TaskController, EventController],
     )
-    app = Litestar(
+    return WrappedLitestar(
+        # Around everything Litestar does (routing 404s, CORS, exception handling included), so every
+        # response gets a request id, the security headers and an access-log line.
+        around=_outer_layers,
         route_handlers=[api, health, ready],
         plugins=[SQLAlchemyPlugin(config=db), TasksCLIPlugin(settings)],
         exception_handlers={**exception_handlers, **idempotency_handlers},
@@ -82,11 +87,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=cors_config(settings),
         request_max_body_size=MAX_BODY_BYTES,
         before_send=[add_rate_limit_headers] if limiter else [],
-        on_startup=[silence_server_access_log, live.start, _tune_garbage_collector],
+        on_startup=[live.start, _tune_garbage_collector],
         on_shutdown=[live.stop, verifier.aclose, *([limiter.aclose] if limiter else [])],
         debug=False,
     )
-    # Around everything Litestar does (routing 404s, CORS, exception handling included), so every
-    # response gets a request id, the security headers and an access-log line.
-    app.asgi_handler = request_context(problem_preflights(app.asgi_handler))
-    return app
+
+
+def _outer_layers(app: ASGIApp) -> ASGIApp:
+    return request_context(problem_preflights(app))

@@ -41,16 +41,6 @@ def redact(text: str) -> str:
     return _ACCESS_TOKEN.sub(r"\1REDACTED", text)
 
 
-class RedactingFilter(logging.Filter):
-    """For loggers whose lines we do not format (the ASGI server's): message and traceback redacted."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact(record.getMessage()), ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-        return True
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any ``extra={"fields": {...}}``."""
 
@@ -88,16 +78,6 @@ def configure_logging() -> None:
         logger.handlers = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
-
-
-def silence_server_access_log() -> None:
-    """On start-up (after uvicorn configured its logging): our access log replaces uvicorn's, and the
-    server's own error lines are redacted too."""
-    logging.getLogger("uvicorn.access").disabled = True
-    for name in ("uvicorn", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-            logger.addFilter(RedactingFilter())
 
 
 def request_context(app: ASGIApp) -> ASGIApp:

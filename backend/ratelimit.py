@@ -167,7 +167,7 @@ class RateLimiter:
     def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         """The client's bucket: its IPv4 address, or its IPv6 /64 (one subscriber's usual share).
 
-        uvicorn takes the address from ``X-Forwarded-For`` only when the peer is one of
+        ``backend.proxies`` takes the address from ``X-Forwarded-For`` only when the peer is one of
         ``FORWARDED_ALLOW_IPS`` (default: this host), so a client cannot pick its own bucket.
         """
         return client_bucket(connection.client.host if connection.client else "")
