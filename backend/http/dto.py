@@ -43,7 +43,12 @@ class FieldErrors(ValueError):
 
 
 class _StrictBackend(DTOCodegenBackend):
-    """Litestar's DTO backend, decoding JSON with ``strict=True``."""
+    """Litestar's DTO backend, decoding JSON with ``strict=True``.
+
+    Private API: Litestar has no public switch for this. Its DTO backends decode with ``strict=False``
+    on purpose since litestar-org/litestar#3685 (commit b058d64f9), for form and msgpack data alike.
+    tests/test_dto_backend.py pins it, with a control that fails once Litestar's own DTO is strict.
+    """
 
     def parse_raw(self, raw: bytes, asgi_connection: ASGIConnection[Any, Any, Any, Any]) -> Any:
         parsed = msgspec.json.decode(raw, type=self.annotation, strict=True)
@@ -105,6 +110,8 @@ class StrictMsgspecDTO(MsgspecDTO[T], Generic[T]):
         try:
             data = super().decode_bytes(value)
             if isinstance(data, DTOData):
+                # ``DTOData(backend, values)`` is public; the backend of the one we got is not (pinned by
+                # tests/test_dto_backend.py).
                 data = DTOData(data._backend, self.model_type.clean(data.as_builtins()))  # type: ignore[attr-defined]
             return data
         except (msgspec.MsgspecError, FieldErrors, RecursionError) as exc:
