@@ -48,10 +48,11 @@ import httpx
 import jwt
 import psutil
 
-from backend.devdb import asyncpg_url, start_cluster
+# The harness's helpers and constants, next to this file.
+from common import BENCH_DIR, ROOT, SECRET, VENV_BIN, free_port
+from measure import cpu_seconds, run_wrk
 
-# The harness's helpers and constants: bench/bench.py, next to this file.
-from bench import BENCH_DIR, ROOT, SECRET, VENV_BIN, cpu_seconds, free_port, run_wrk
+from backend.devdb import asyncpg_url, start_cluster
 
 TASKS_PER_USER = 5
 PROBE_EVERY = 0.05
