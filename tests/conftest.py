@@ -147,3 +147,11 @@ def anon(api: ApiServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def api_url(api: ApiServer) -> str:
     return api.url
+
+
+@pytest.fixture
+def other_client(api: ApiServer, tokens: Tokens) -> Iterator[httpx.Client]:
+    """Like ``client``, as another user: what they do must never show in the first one's answers."""
+    other = f"user-{uuid.uuid4().hex[:12]}"
+    with httpx.Client(base_url=f"{api.url}/api/{other}", headers=tokens.headers(other), timeout=30) as c:
+        yield c
