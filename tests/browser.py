@@ -40,6 +40,8 @@ class Page:
     requests: list[str] = field(default_factory=list)
     responses: list[tuple[str, str, int]] = field(default_factory=list)  # (method, url, status)
     console: list[str] = field(default_factory=list)
+    # (method, url, body or None) of every request the page sent.
+    sent: list[tuple[str, str, str | None]] = field(default_factory=list)
     # (url, corsError, failedParameter) of every request the browser refused for CORS.
     cors_errors: list[tuple[str, str, str]] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -65,6 +67,8 @@ class Page:
             self.requests.append(params["request"]["url"])
             self._methods[params["requestId"]] = params["request"]["method"]
             self._urls[params["requestId"]] = params["request"]["url"]
+            request = params["request"]
+            self.sent.append((request["method"], request["url"], request.get("postData")))
         elif method == "Network.responseReceived":
             response = params["response"]
             self.responses.append(

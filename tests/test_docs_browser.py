@@ -98,3 +98,53 @@ def test_vendored_scalar_is_the_pinned_npm_release(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "VERSION").read_text().strip() == SCALAR_VERSION
     assert (tmp_path / "standalone.js").read_bytes() == (here / "standalone.js").read_bytes()
+
+
+# Every operation in the sidebar opened in turn; what Scalar rendered for it. Scalar renders a section
+# when it is shown, so each one is visited (its sidebar link), then read.
+_RENDERED_OPERATIONS = """(async () => {
+  const pause = () => new Promise(resolve => setTimeout(resolve, 50));
+  const groups = [...document.querySelectorAll('button')].filter(b => b.innerText.startsWith('Open Group'));
+  groups.forEach(b => b.click());
+  await pause();
+  const links = [...document.querySelectorAll('a')].filter(a => a.querySelector('.sidebar-heading-type'));
+  const out = [];
+  for (const link of links) {
+    const bare = link.cloneNode(true);
+    bare.querySelectorAll('.sidebar-heading-type').forEach(e => e.remove());
+    const label = bare.textContent.trim();
+    link.click();
+    let section = null;
+    for (let i = 0; i < 100 && !(section && section.querySelector('.parameter-item')); i++) {
+      section = [...document.querySelectorAll('section')].find(s => s.getAttribute('label') === label);
+      await pause();
+    }
+    const parameters = [...(section ? section.querySelectorAll('.parameter-item') : [])]
+      .map(item => [item.querySelector('.property-name [id]'), item.querySelector('.property-description')])
+      .filter(([name]) => name && /[.](path|query|header|cookie)[.]/.test(name.id))
+      .map(([name, text]) => ({where: name.id, description: text ? text.innerText.trim() : ''}));
+    out.push({label, rendered: !!section, parameters});
+  }
+  return out;
+})()"""
+
+# What Scalar writes itself where a parameter has no description of its own.
+_SCALAR_STOCK = ("Integer numbers.", "the date-time notation as defined by RFC 3339")
+
+
+def test_the_rendered_docs_show_no_markdown_marks_and_describe_every_parameter(api: ApiServer) -> None:
+    with chromium() as page:
+        page.goto(f"{api.url}/schema")
+        page.wait_for("document.body.innerText.includes('/api/{user_id}/tasks/stats')")
+        operations = page.evaluate(_RENDERED_OPERATIONS, timeout=120)
+        text = page.evaluate("document.body.innerText")
+    assert len(operations) >= 13, operations
+    assert [o["label"] for o in operations if not o["rendered"]] == [], operations
+    # Sidebar entries, headings and response labels are plain text: Markdown's backticks would show.
+    assert [line for line in text.splitlines() if "`" in line] == []
+    parameters = [p for o in operations for p in o["parameters"]]
+    assert any(p["where"].endswith(".path.user_id") for p in parameters), parameters
+    undocumented = [
+        p["where"] for p in parameters if not p["description"] or p["description"].startswith(_SCALAR_STOCK)
+    ]
+    assert undocumented == [], undocumented
