@@ -148,3 +148,41 @@ def test_the_rendered_docs_show_no_markdown_marks_and_describe_every_parameter(a
         p["where"] for p in parameters if not p["description"] or p["description"].startswith(_SCALAR_STOCK)
     ]
     assert undocumented == [], undocumented
+
+
+_OPEN_OPERATION = """(() => {
+  const link = [...document.querySelectorAll('a')].find(a => a.querySelector('.sidebar-heading-type')
+    && a.textContent.includes(%s));
+  if (link) link.click();
+  return !!link;
+})()"""
+
+
+def test_test_request_on_the_toggle_sends_no_body_and_toggles(
+    api: ApiServer, tokens: Tokens, user: str, client: httpx.Client
+) -> None:
+    """Scalar's Test Request sends the first example: the toggle's is no body, so the task flips."""
+    task = client.post("/tasks", json={"title": "Flip me", "completed": True}).json()
+    url = f"{api.url}/api/{user}/tasks/{task['id']}/complete"
+    with chromium() as page:
+        page.goto(f"{api.url}/schema")
+        page.wait_for("document.body.innerText.includes('/api/{user_id}/tasks/stats')")
+        page.evaluate(
+            f"""(() => {{
+              const box = document.querySelector('input[placeholder="Token"]');
+              box.value = {json.dumps(tokens.hs256(user))};
+              box.dispatchEvent(new Event('input', {{bubbles: true}}));
+            }})()"""
+        )
+        page.wait_for(_OPEN_OPERATION % json.dumps("Toggle completed, or set it"))
+        toggle = "Test Request\n(patch /api/{user_id}/tasks/{task_id}/complete)"
+        page.wait_for(_CLICK_BUTTON % json.dumps(toggle))
+        for name, value in (("user_id", user), ("task_id", task["id"])):
+            page.wait_for(_FOCUS_VALUE_OF % json.dumps(name))
+            page.call("Input.insertText", text=value)
+        page.wait_for(_CLICK_BUTTON % json.dumps("Send"))
+        method, _, status = page.wait_for_response(url)
+        sent = [body for m, u, body in page.sent if m == "PATCH" and u == url]
+    assert (method, status) == ("PATCH", 200)
+    assert sent in ([None], [""]), sent
+    assert client.get(f"/tasks/{task['id']}").json()["completed"] is False
