@@ -234,3 +234,17 @@ def test_examples_obey_the_rules(anon: httpx.Client) -> None:
             nullable = {"type": "null"} in value.get("oneOf", []) or "null" in (value.get("type") or [])
             if nullable:
                 assert "examples" in value, (name, field)
+
+
+def test_the_document_is_completed_without_carrying_its_config() -> None:
+    """The document keeps its config as a plain attribute (no private Litestar API): serialising it
+    completes every operation, and the config itself never reaches the output."""
+
+    @get("/guarded", sync_to_thread=False, guards=[lambda connection, handler: None])
+    def guarded() -> None:
+        return None
+
+    spec = Litestar([guarded], openapi_config=openapi_config()).openapi_schema.to_schema()
+    assert "config" not in spec
+    assert "handlers" not in json.dumps(spec)
+    assert spec["paths"]["/guarded"]["get"]["security"] == [{"BearerAuth": []}]
