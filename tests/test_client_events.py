@@ -339,3 +339,24 @@ def test_in_chromium_an_expired_token_and_a_401_are_refreshed_and_never_shown(
     assert statuses[:2] == [401, 200], statuses
     assert not any("access_token" in url for url in requests), requests
     assert not any("eyJ" in line for line in console), console
+
+
+def test_a_rate_limited_reconnect_waits_as_retry_after_says(
+    project: Path, api_env: dict[str, str], tokens: Tokens, user: str
+) -> None:
+    with api_server({**api_env, "RATE_LIMIT": "3/day"}) as server:
+        for _ in range(3):
+            assert (
+                httpx.get(f"{server.url}/api/{user}/tasks", headers=tokens.headers(user)).status_code == 200
+            )
+        limited = httpx.get(f"{server.url}/api/{user}/tasks", headers=tokens.headers(user))
+        assert limited.status_code == 429
+        retry_after = int(limited.headers["Retry-After"])
+        with (
+            token_server(short_lived(tokens, user, 900)) as auth,
+            follower(project, server.url, user, f"{auth.url}/token") as node,
+        ):
+            waiting = node.until("a 429", lambda line: line.get("status", {}).get("status") == 429)
+    # The stream's own backoff would start at 1 s; the server asked for hours.
+    assert retry_after > 60
+    assert retry_after * 1000 - 5000 <= waiting["status"]["ms"] <= retry_after * 1000
