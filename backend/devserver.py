@@ -34,6 +34,18 @@ def _ensure_dotenv() -> None:
         print("Generated a local JWT_SECRET in .env (development mode)")
 
 
+def cors_summary(raw: dict[str, object]) -> str:
+    """Which browser origins may call the API, and how to add one (unset: none, so say it first)."""
+    origins = [o.strip() for o in str(raw.get("CORS_ALLOW_ORIGINS", "")).split(",") if o.strip()]
+    how = (
+        "add one to CORS_ALLOW_ORIGINS in .env (comma list, exactly as the address bar shows it, "
+        "e.g. http://localhost:3000), then restart"
+    )
+    if not origins:
+        return f"CORS:          no browser page may call the API (one on http://localhost:3000 cannot): {how}"
+    return f"CORS:          pages on {', '.join(origins)} may call the API; to allow another, {how}"
+
+
 def _litestar(*args: str) -> None:
     """Run the Litestar CLI; on SIGTERM/SIGINT stop it first, so nothing outlives this process."""
     child = subprocess.Popen([LITESTAR, *args], cwd=PROJECT_ROOT)  # noqa: S603 - fixed executable and arguments
@@ -67,6 +79,7 @@ def main() -> int:
             "Mint a token:  .venv/bin/litestar tasks token alice\n"
             f'Try it:        curl -H "Authorization: Bearer $(.venv/bin/litestar tasks token alice)" '
             f"http://{host}:{port}/api/alice/tasks\n"
+            f"{cors_summary(raw_settings())}\n"
         )
         _litestar("run", "--host", host, "--port", port, *sys.argv[1:])
     except subprocess.CalledProcessError as exc:

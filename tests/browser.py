@@ -40,8 +40,13 @@ class Page:
     requests: list[str] = field(default_factory=list)
     responses: list[tuple[str, str, int]] = field(default_factory=list)  # (method, url, status)
     console: list[str] = field(default_factory=list)
+    # (method, url, body or None) of every request the page sent.
+    sent: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # (url, corsError, failedParameter) of every request the browser refused for CORS.
+    cors_errors: list[tuple[str, str, str]] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _methods: dict[str, str] = field(default_factory=dict)
+    _urls: dict[str, str] = field(default_factory=dict)
 
     def call(self, method: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
         call_id = next(self._ids)
@@ -61,11 +66,18 @@ class Page:
         if method == "Network.requestWillBeSent":
             self.requests.append(params["request"]["url"])
             self._methods[params["requestId"]] = params["request"]["method"]
+            self._urls[params["requestId"]] = params["request"]["url"]
+            request = params["request"]
+            self.sent.append((request["method"], request["url"], request.get("postData")))
         elif method == "Network.responseReceived":
             response = params["response"]
             self.responses.append(
                 (self._methods.get(params["requestId"], "?"), response["url"], int(response["status"]))
             )
+        elif method == "Network.loadingFailed" and "corsErrorStatus" in params:
+            status = params["corsErrorStatus"]
+            url = self._urls.get(params["requestId"], "?")
+            self.cors_errors.append((url, status.get("corsError", ""), status.get("failedParameter", "")))
         elif method == "Runtime.consoleAPICalled":
             self.console.append(" ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from tests.better_auth import _node_tools
 from tests.node_project import QUIET_NODE_ENV, installed, run_bin
 from tests.openapi_export import COMMITTED, ROOT, export_openapi
 from tests.support import ApiServer, Tokens
@@ -20,7 +24,7 @@ STALE = "is stale: run clients/typescript/generate and commit the result"
 def client_project() -> Path:
     """The client installed (pinned, ``npm ci``) with its current sources copied in."""
     project = installed(SOURCE, "clients-typescript")
-    for folder in ("src", "example"):
+    for folder in ("src", "example", "type-tests"):
         shutil.rmtree(project / folder, ignore_errors=True)
         shutil.copytree(SOURCE / folder, project / folder)
     shutil.copyfile(SOURCE / "tsconfig.json", project / "tsconfig.json")
@@ -49,17 +53,37 @@ def test_client_and_example_typecheck_strictly() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+# Passed to tsc with the fixture named on the command line (tsc then ignores tsconfig.json).
+_TSC_FILE_OPTIONS = ("--noEmit", "--strict", "--skipLibCheck", "--target", "ES2022", "--module", "NodeNext")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "code", "field"),
+    [("misspelt-field.ts", "TS2561", "prority"), ("read-only-field.ts", "TS2353", "version")],
+)
+def test_a_wrong_request_body_does_not_compile(fixture: str, code: str, field: str) -> None:
+    """A misspelt or read-only field in a body written inline is a compile error, not a 400 at run time."""
+    project = client_project()
+    done = run_bin(project, "tsc", *_TSC_FILE_OPTIONS, f"type-tests/{fixture}")
+    errors = re.findall(r"^(\S+)\(\d+,\d+\): error (TS\d+): (.*)$", done.stdout, re.MULTILINE)
+    assert done.returncode != 0, f"{fixture} compiled"
+    assert [(where, c) for where, c, _ in errors] == [(f"type-tests/{fixture}", code)], done.stdout
+    assert f"'{field}'" in errors[0][2], done.stdout
+
+
+def test_the_same_calls_with_writable_fields_compile() -> None:
+    project = client_project()
+    done = run_bin(project, "tsc", *_TSC_FILE_OPTIONS, "type-tests/valid-bodies.ts")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_example_runs_against_the_api(api: ApiServer, tokens: Tokens, user: str) -> None:
+    """With the command the client's README gives (``npm run example``: compile, then run with node)."""
     project = client_project()
     shutil.rmtree(project / "dist", ignore_errors=True)
-    # Emit JavaScript to run (type errors are the test above's business).
-    run_bin(project, "tsc", "-p", "tsconfig.json", "--noEmit", "false", "--outDir", "dist")
-    script = project / "dist" / "example" / "flow.js"
-    assert script.is_file(), "tsc emitted no example"
-    node = shutil.which("node")
-    assert node, "node is needed (apt-get install nodejs)"
+    _, npm = _node_tools()
     done = subprocess.run(  # noqa: S603 - our own example
-        [node, str(script)],
+        [npm, "run", "--silent", "example"],
         cwd=project,
         env={
             **os.environ,

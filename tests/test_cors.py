@@ -219,31 +219,76 @@ def test_preflights_allow_the_browser_sdk_headers(cors_api: ApiServer, origins: 
 
 
 @pytest.mark.parametrize(
-    ("origin", "request_headers", "reason"),
-    [
-        ("http://evil.test", "authorization", "Origin"),
-        ("http://127.0.0.1:1", "authorization", "Origin"),  # not the allowed port
-        ("http://localhost:3000", "authorization,x-not-allowed", "headers"),
-    ],
-)
-def test_refused_preflights_are_problem_documents(
-    cors_api: ApiServer, origin: str, request_headers: str, reason: str
-) -> None:
+    "origin", ["http://evil.test", "http://127.0.0.1:1"]
+)  # the second: not the allowed port
+def test_preflights_from_origins_not_allowed_are_problem_documents(cors_api: ApiServer, origin: str) -> None:
     refused = httpx.options(
         f"{cors_api.url}/api/u1/tasks",
         headers={
             "Origin": origin,
             "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": request_headers,
+            "Access-Control-Request-Headers": "authorization,x-not-allowed",
         },
     )
     assert refused.status_code == 400
     assert refused.headers["content-type"] == "application/problem+json"
     problem = refused.json()
     assert problem["status"] == 400
-    assert reason in problem["detail"]
-    assert "access-control-allow-origin" not in {h.lower() for h in refused.headers}
+    assert "Origin" in problem["detail"]
     assert refused.headers["X-Request-ID"]
+    assert "access-control-allow-origin" not in {h.lower() for h in refused.headers}
+
+
+@pytest.mark.parametrize(
+    ("method", "request_headers", "refused"),
+    [("GET", "authorization,x-not-allowed", "x-not-allowed"), ("PROPFIND", "authorization", "PROPFIND")],
+)
+def test_an_allowed_origin_hears_what_is_allowed_and_what_it_asked_for_is_not(
+    cors_api: ApiServer, method: str, request_headers: str, refused: str
+) -> None:
+    """As a browser needs it to name the header or method refused: the origin allowed, and the lists."""
+    origin = "http://localhost:3000"
+    answer = httpx.options(
+        f"{cors_api.url}/api/u1/tasks",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": request_headers,
+        },
+    )
+    assert answer.status_code == 204
+    assert answer.headers["Access-Control-Allow-Origin"] == origin
+    assert answer.headers["X-Request-ID"]
+    headers = {h.strip().lower() for h in answer.headers["Access-Control-Allow-Headers"].split(",")}
+    methods = {m.strip() for m in answer.headers["Access-Control-Allow-Methods"].split(",")}
+    assert "authorization" in headers
+    assert "GET" in methods
+    assert refused.lower() not in headers
+    assert refused not in methods
+
+
+NOT_ALLOWED = """
+(async () => {
+  try {
+    await fetch(%(url)s, {headers: {Authorization: 'Bearer x', 'X-Not-Allowed': '1'}});
+    return 'answered';
+  } catch (error) {
+    return error.name;
+  }
+})()
+"""
+
+
+def test_the_browser_names_a_header_the_api_does_not_allow(
+    cors_api: ApiServer, origins: tuple[str, str], user: str
+) -> None:
+    url = f"{cors_api.url}/api/{user}/tasks"
+    with chromium() as page:
+        page.goto(origins[0])
+        assert page.evaluate(NOT_ALLOWED % {"url": json.dumps(url)}) == "TypeError"
+        page.wait_for("true")  # reads the events the refusal produced
+        errors = list(page.cors_errors)
+    assert (url, "HeaderDisallowedByPreflightResponse", "x-not-allowed") in errors, errors
 
 
 def test_localhost_and_127_0_0_1_are_different_origins(cors_api: ApiServer) -> None:

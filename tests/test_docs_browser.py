@@ -98,3 +98,91 @@ def test_vendored_scalar_is_the_pinned_npm_release(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "VERSION").read_text().strip() == SCALAR_VERSION
     assert (tmp_path / "standalone.js").read_bytes() == (here / "standalone.js").read_bytes()
+
+
+# Every operation in the sidebar opened in turn; what Scalar rendered for it. Scalar renders a section
+# when it is shown, so each one is visited (its sidebar link), then read.
+_RENDERED_OPERATIONS = """(async () => {
+  const pause = () => new Promise(resolve => setTimeout(resolve, 50));
+  const groups = [...document.querySelectorAll('button')].filter(b => b.innerText.startsWith('Open Group'));
+  groups.forEach(b => b.click());
+  await pause();
+  const links = [...document.querySelectorAll('a')].filter(a => a.querySelector('.sidebar-heading-type'));
+  const out = [];
+  for (const link of links) {
+    const bare = link.cloneNode(true);
+    bare.querySelectorAll('.sidebar-heading-type').forEach(e => e.remove());
+    const label = bare.textContent.trim();
+    link.click();
+    let section = null;
+    for (let i = 0; i < 100 && !(section && section.querySelector('.parameter-item')); i++) {
+      section = [...document.querySelectorAll('section')].find(s => s.getAttribute('label') === label);
+      await pause();
+    }
+    const parameters = [...(section ? section.querySelectorAll('.parameter-item') : [])]
+      .map(item => [item.querySelector('.property-name [id]'), item.querySelector('.property-description')])
+      .filter(([name]) => name && /[.](path|query|header|cookie)[.]/.test(name.id))
+      .map(([name, text]) => ({where: name.id, description: text ? text.innerText.trim() : ''}));
+    out.push({label, rendered: !!section, parameters});
+  }
+  return out;
+})()"""
+
+# What Scalar writes itself where a parameter has no description of its own.
+_SCALAR_STOCK = ("Integer numbers.", "the date-time notation as defined by RFC 3339")
+
+
+def test_the_rendered_docs_show_no_markdown_marks_and_describe_every_parameter(api: ApiServer) -> None:
+    with chromium() as page:
+        page.goto(f"{api.url}/schema")
+        page.wait_for("document.body.innerText.includes('/api/{user_id}/tasks/stats')")
+        operations = page.evaluate(_RENDERED_OPERATIONS, timeout=120)
+        text = page.evaluate("document.body.innerText")
+    assert len(operations) >= 13, operations
+    assert [o["label"] for o in operations if not o["rendered"]] == [], operations
+    # Sidebar entries, headings and response labels are plain text: Markdown's backticks would show.
+    assert [line for line in text.splitlines() if "`" in line] == []
+    parameters = [p for o in operations for p in o["parameters"]]
+    assert any(p["where"].endswith(".path.user_id") for p in parameters), parameters
+    undocumented = [
+        p["where"] for p in parameters if not p["description"] or p["description"].startswith(_SCALAR_STOCK)
+    ]
+    assert undocumented == [], undocumented
+
+
+_OPEN_OPERATION = """(() => {
+  const link = [...document.querySelectorAll('a')].find(a => a.querySelector('.sidebar-heading-type')
+    && a.textContent.includes(%s));
+  if (link) link.click();
+  return !!link;
+})()"""
+
+
+def test_test_request_on_the_toggle_sends_no_body_and_toggles(
+    api: ApiServer, tokens: Tokens, user: str, client: httpx.Client
+) -> None:
+    """Scalar's Test Request sends the first example: the toggle's is no body, so the task flips."""
+    task = client.post("/tasks", json={"title": "Flip me", "completed": True}).json()
+    url = f"{api.url}/api/{user}/tasks/{task['id']}/complete"
+    with chromium() as page:
+        page.goto(f"{api.url}/schema")
+        page.wait_for("document.body.innerText.includes('/api/{user_id}/tasks/stats')")
+        page.evaluate(
+            f"""(() => {{
+              const box = document.querySelector('input[placeholder="Token"]');
+              box.value = {json.dumps(tokens.hs256(user))};
+              box.dispatchEvent(new Event('input', {{bubbles: true}}));
+            }})()"""
+        )
+        page.wait_for(_OPEN_OPERATION % json.dumps("Toggle completed, or set it"))
+        toggle = "Test Request\n(patch /api/{user_id}/tasks/{task_id}/complete)"
+        page.wait_for(_CLICK_BUTTON % json.dumps(toggle))
+        for name, value in (("user_id", user), ("task_id", task["id"])):
+            page.wait_for(_FOCUS_VALUE_OF % json.dumps(name))
+            page.call("Input.insertText", text=value)
+        page.wait_for(_CLICK_BUTTON % json.dumps("Send"))
+        method, _, status = page.wait_for_response(url)
+        sent = [body for m, u, body in page.sent if m == "PATCH" and u == url]
+    assert (method, status) == ("PATCH", 200)
+    assert sent in ([None], [""]), sent
+    assert client.get(f"/tasks/{task['id']}").json()["completed"] is False

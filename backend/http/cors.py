@@ -2,7 +2,12 @@
 
 Litestar's CORS middleware answers preflights itself; a refused one (origin, method or header not
 allowed) is a ``text/plain`` 400 "Disallowed CORS ..." (``litestar/middleware/_internal/cors.py``).
-``problem_preflights`` turns that answer into a problem document like every other error.
+``problem_preflights`` turns that answer into a problem document like every other error when the origin
+is not allowed. When the origin is allowed but a header or method is not, it answers as for any allowed
+preflight (204, ``Access-Control-Allow-Origin`` and the allow lists, which lack what was asked for): the
+browser then refuses the request itself and names the header or method. A 400, or an answer without
+``Access-Control-Allow-Origin``, would have Chrome blame the status or a missing
+``Access-Control-Allow-Origin`` and send the developer after the wrong cause.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ ALLOW_HEADERS = (
     "If-None-Match",
     "Idempotency-Key",
     "X-Request-ID",
+    "Last-Event-ID",  # a live-updates client reconnecting with fetch (EventSource needs no preflight)
     "traceparent",
     "tracestate",
     "baggage",
@@ -77,7 +83,11 @@ def problem_preflights(app: ASGIApp) -> ASGIApp:
                 return
             if refused is not None and message["type"] == "http.response.body":
                 reason = bytes(message.get("body", b"")).decode("utf-8", "replace")
-                await _send_problem(send, refused, reason)
+                allowed = _allowed_origin_headers(scope, reason)
+                if allowed:
+                    await _send_allow_lists(send, refused, allowed)
+                else:
+                    await _send_problem(send, refused, reason)
                 refused = None
                 return
             await send(message)
@@ -85,6 +95,29 @@ def problem_preflights(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, rewrite)
 
     return middleware
+
+
+def _allowed_origin_headers(scope: Scope, reason: str) -> list[tuple[bytes, bytes]]:
+    """For an allowed origin asking for a header or method that is not: what lets the browser say so."""
+    config: CORSConfig | None = getattr(scope.get("litestar_app"), "cors_config", None)
+    origin = next((v for k, v in scope["headers"] if k == b"origin"), b"")
+    if config is None or "Origin" in reason or not config.is_origin_allowed(origin.decode("latin-1")):
+        return []
+    return [
+        (b"access-control-allow-origin", origin),
+        (b"vary", b"Origin"),
+        (b"access-control-allow-headers", ", ".join(sorted(set(config.allow_headers))).encode()),
+        (b"access-control-allow-methods", ", ".join(sorted(set(config.allow_methods))).encode()),
+    ]
+
+
+async def _send_allow_lists(
+    send: Send, start: HTTPResponseStartEvent, allowed: list[tuple[bytes, bytes]]
+) -> None:
+    dropped = {b"content-type", b"content-length"}
+    kept = [(k, v) for k, v in start["headers"] if k.lower() not in dropped]
+    await send({"type": "http.response.start", "status": 204, "headers": [*kept, *allowed]})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _send_problem(send: Send, start: HTTPResponseStartEvent, reason: str) -> None:

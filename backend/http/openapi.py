@@ -32,6 +32,7 @@ from litestar.openapi.spec import (
 from litestar.types import Method
 
 from backend.http.docs_page import OfflineScalar, schema_router
+from backend.http.openapi_text import polish
 
 BEARER = "BearerAuth"
 
@@ -93,22 +94,26 @@ class TasksOpenAPIConfig(OpenAPIConfig):
 
     def to_openapi_schema(self) -> OpenAPI:
         document = super().to_openapi_schema()
-        return _Document(**{f.name: getattr(document, f.name) for f in fields(document)}, config=self)
+        completed = _Document(**{f.name: getattr(document, f.name) for f in fields(document)})
+        completed.config = self
+        return completed
 
 
-@dataclass
 class _Document(OpenAPI):
-    config: TasksOpenAPIConfig | None = None
+    """The document, completed when serialised (``to_schema``).
 
-    @property
-    def _exclude_fields(self) -> set[str]:
-        return {*super()._exclude_fields, "config"}
+    ``config`` is a plain attribute, not a dataclass field: ``to_schema`` serialises the dataclass fields
+    only (``dataclasses.fields``), so it never reaches the document, with no private Litestar API.
+    """
+
+    config: TasksOpenAPIConfig | None = None
 
     def to_schema(self) -> dict[str, Any]:
         if self.config is not None:
             complete_operations(self, self.config.handlers)
         schema: dict[str, Any] = single_branches_inlined(super().to_schema())
         enum_components_without_field_text(schema)
+        polish(schema)
         return schema
 
 

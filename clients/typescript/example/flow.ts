@@ -3,7 +3,16 @@
  * TASKS_TOKEN (a token whose subject is TASKS_USER), TASKS_OTHER_USER (someone else).
  * Prints one JSON line of what happened; exits non-zero when the API did not answer as documented.
  */
-import { createTasksClient, etagOf, pageLinks, totalCount, type NewTask, type Task } from "../src/index.js";
+import {
+  createTask,
+  createTasksClient,
+  etagOf,
+  pageLinks,
+  setTaskCompletion,
+  totalCount,
+  updateTask,
+  type Task,
+} from "../src/index.js";
 
 function env(name: string): string {
   const value = process.env[name];
@@ -17,13 +26,12 @@ function check(condition: boolean, what: string): asserts condition {
 
 const client = createTasksClient({ baseUrl: env("TASKS_API_URL"), token: () => env("TASKS_TOKEN") });
 const user_id = env("TASKS_USER");
-const mine = { params: { path: { user_id } } };
 
-// Create: `completed`, `priority`, `tags`... have defaults and may be left out.
+// Create: `completed`, `priority`, `tags`... have defaults and may be left out. The typed helpers check
+// the body as you write it: a misspelt or read-only field does not compile.
 const created: Task[] = [];
 for (const title of ["Buy milk", "Call mum", "Book flights"]) {
-  const draft: NewTask = { title };
-  const { data, response } = await client.POST("/api/{user_id}/tasks", { ...mine, body: draft });
+  const { data, response } = await createTask(client, user_id, { title });
   check(response.status === 201 && data !== undefined, `create answered ${response.status}`);
   created.push(data);
 }
@@ -48,16 +56,11 @@ const task_id = task.id;
 const before = await client.GET("/api/{user_id}/tasks/{task_id}", { params: { path: { user_id, task_id } } });
 const staleEtag = etagOf(before.response);
 check(staleEtag !== null, "no ETag");
-const toggled = await client.PATCH("/api/{user_id}/tasks/{task_id}/complete", {
-  params: { path: { user_id, task_id } },
-});
+const toggled = await setTaskCompletion(client, user_id, task_id);
 check(toggled.data !== undefined, `toggle answered ${toggled.response.status}`);
 
 // A write with the old ETag in If-Match is refused (412) and changes nothing.
-const stale = await client.PATCH("/api/{user_id}/tasks/{task_id}", {
-  params: { path: { user_id, task_id }, header: { "If-Match": staleEtag } },
-  body: { title: "Lost update" },
-});
+const stale = await updateTask(client, user_id, task_id, { title: "Lost update" }, { ifMatch: staleEtag });
 
 // With the current one the delete applies.
 const removed = await client.DELETE("/api/{user_id}/tasks/{task_id}", {

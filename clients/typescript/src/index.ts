@@ -7,14 +7,14 @@ import createClient, { type Client, type ClientOptions, type Middleware } from "
 import type { components, operations, paths } from "./schema.js";
 
 export type { components, operations, paths };
+export * from "./requests.js";
+export * from "./events.js";
 
 type Json<T> = T extends { content: { "application/json": infer Body } } ? Body : never;
 type ProblemJson<T> = T extends { content: { "application/problem+json": infer Body } } ? Body : never;
 
 /** A task as the API returns it. */
 export type Task = Json<operations["getTask"]["responses"][200]>;
-/** The body of a create. */
-export type NewTask = Json<NonNullable<operations["createTask"]["requestBody"]>>;
 /** An RFC 9457 problem document: every error the API answers. */
 export type Problem = ProblemJson<operations["getTask"]["responses"][404]>;
 

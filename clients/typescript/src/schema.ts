@@ -38,7 +38,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Set `completed` on every task of the caller */
+        /** Set completed on every task of the caller */
         post: operations["completeAllTasks"];
         delete?: never;
         options?: never;
@@ -109,7 +109,7 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Toggle `completed`, or set it
+         * Toggle completed, or set it
          * @description No body: toggle atomically. Body `{"completed": true|false}`: set it.
          */
         patch: operations["setTaskCompletion"];
@@ -267,7 +267,10 @@ export interface components {
              * @example false
              */
             completed: boolean;
-            /** @description When the task became completed; null when it is not. */
+            /**
+             * @description When the task became completed; null when it is not.
+             * @example null
+             */
             completed_at: string | null;
             /**
              * @description low < medium < high.
@@ -433,26 +436,27 @@ export interface operations {
     listTasks: {
         parameters: {
             query?: {
-                completed?: boolean | null;
-                status?: "all" | "active" | "completed" | null;
-                priority?: components["schemas"]["Priority"] | null;
-                tag?: string | null;
-                q?: string | null;
-                due_before?: string | null;
-                due_after?: string | null;
+                completed?: boolean;
+                status?: "all" | "active" | "completed";
+                priority?: components["schemas"]["Priority"];
+                tag?: string;
+                q?: string;
+                due_before?: string;
+                due_after?: string;
                 sort?: "-created_at" | "created_at" | "-updated_at" | "updated_at" | "-due_at" | "due_at" | "-priority" | "priority" | "-title" | "title";
                 limit?: number;
                 offset?: number;
             };
             header?: never;
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description A JSON array of TaskRead objects (see the schema below) */
             200: {
                 headers: {
                     /** @description RFC 8288 links `first`, `prev`, `next`, `last` (where they exist), keeping the filters. */
@@ -470,7 +474,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskRead"][];
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -484,7 +488,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -513,7 +517,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -528,7 +532,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -550,9 +554,10 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Makes a retry safe: the first request with a key is processed and its answer kept for 24 hours; the same key with the same body gets that answer again (with `Idempotent-Replayed: true`) and changes nothing. 1-255 printable ASCII characters; use a new UUID per user action and reuse it on retry. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
             };
             cookie?: never;
@@ -583,7 +588,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskRead"];
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -597,7 +602,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -626,7 +631,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The per-user task limit is reached, or a request with this `Idempotency-Key` is still running (`Retry-After`) */
+            /** @description The per-user task limit is reached, or a request with this Idempotency-Key is still running (Retry-After) */
             409: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -654,7 +659,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Request body is not `application/json` */
+            /** @description Request body is not application/json */
             415: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -668,7 +673,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description This `Idempotency-Key` was used for another request */
+            /** @description This Idempotency-Key was used for another request */
             422: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -682,7 +687,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -697,7 +702,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -722,13 +727,14 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The DeletedCount object: deleted */
             200: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -742,7 +748,7 @@ export interface operations {
                     "application/json": components["schemas"]["DeletedCount"];
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -756,7 +762,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -785,7 +791,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -800,7 +806,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -822,9 +828,10 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Makes a retry safe: the first request with a key is processed and its answer kept for 24 hours; the same key with the same body gets that answer again (with `Idempotent-Replayed: true`) and changes nothing. 1-255 printable ASCII characters; use a new UUID per user action and reuse it on retry. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
             };
             cookie?: never;
@@ -835,7 +842,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The UpdatedCount object: updated */
             200: {
                 headers: {
                     /** @description `true` when this is the stored answer to an earlier request with the same key. */
@@ -851,7 +858,7 @@ export interface operations {
                     "application/json": components["schemas"]["UpdatedCount"];
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -865,7 +872,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -894,7 +901,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The per-user task limit is reached, or a request with this `Idempotency-Key` is still running (`Retry-After`) */
+            /** @description The per-user task limit is reached, or a request with this Idempotency-Key is still running (Retry-After) */
             409: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -922,7 +929,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Request body is not `application/json` */
+            /** @description Request body is not application/json */
             415: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -936,7 +943,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description This `Idempotency-Key` was used for another request */
+            /** @description This Idempotency-Key was used for another request */
             422: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -950,7 +957,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -965,7 +972,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -986,9 +993,10 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                "If-None-Match"?: string | null;
+                "If-None-Match"?: string;
             };
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
                 /** @description The task's id (a UUID; anything else is a 404). */
                 task_id: string;
@@ -997,7 +1005,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The TaskRead object (see the schema below) */
             200: {
                 headers: {
                     /** @description The current version, quoted. */
@@ -1025,7 +1033,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1039,7 +1047,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1082,7 +1090,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1097,7 +1105,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1119,9 +1127,10 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Apply only if the task's ETag is one of these (e.g. `"3"`), else 412. */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
                 /** @description The task's id (a UUID; anything else is a 404). */
                 task_id: string;
@@ -1134,7 +1143,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The TaskRead object (see the schema below) */
             200: {
                 headers: {
                     /** @description The current version, quoted. */
@@ -1150,7 +1159,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskRead"];
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1164,7 +1173,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1207,7 +1216,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `If-Match` does not match the task's current version; nothing was changed */
+            /** @description If-Match does not match the task's current version; nothing was changed */
             412: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1235,7 +1244,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Request body is not `application/json` */
+            /** @description Request body is not application/json */
             415: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1249,7 +1258,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1264,7 +1273,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1286,9 +1295,10 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Apply only if the task's ETag is one of these (e.g. `"3"`), else 412. */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
                 /** @description The task's id (a UUID; anything else is a 404). */
                 task_id: string;
@@ -1309,7 +1319,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1323,7 +1333,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1366,7 +1376,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `If-Match` does not match the task's current version; nothing was changed */
+            /** @description If-Match does not match the task's current version; nothing was changed */
             412: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1380,7 +1390,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1395,7 +1405,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1417,9 +1427,10 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Apply only if the task's ETag is one of these (e.g. `"3"`), else 412. */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
                 /** @description The task's id (a UUID; anything else is a 404). */
                 task_id: string;
@@ -1432,7 +1443,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The TaskRead object (see the schema below) */
             200: {
                 headers: {
                     /** @description The current version, quoted. */
@@ -1448,7 +1459,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskRead"];
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1462,7 +1473,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1505,7 +1516,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `If-Match` does not match the task's current version; nothing was changed */
+            /** @description If-Match does not match the task's current version; nothing was changed */
             412: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1533,7 +1544,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Request body is not `application/json` */
+            /** @description Request body is not application/json */
             415: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1547,7 +1558,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1562,7 +1573,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1584,13 +1595,14 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The TaskStats object: total, completed, active, overdue */
             200: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1604,7 +1616,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskStats"];
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1618,7 +1630,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1647,7 +1659,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1662,7 +1674,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1684,9 +1696,10 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Apply only if the task's ETag is one of these (e.g. `"3"`), else 412. */
-                "If-Match"?: string | null;
+                "If-Match"?: string;
             };
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
                 /** @description The task's id (a UUID; anything else is a 404). */
                 task_id: string;
@@ -1699,7 +1712,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The TaskRead object (see the schema below) */
             200: {
                 headers: {
                     /** @description The current version, quoted. */
@@ -1715,7 +1728,7 @@ export interface operations {
                     "application/json": components["schemas"]["TaskRead"];
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1729,7 +1742,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1772,7 +1785,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `If-Match` does not match the task's current version; nothing was changed */
+            /** @description If-Match does not match the task's current version; nothing was changed */
             412: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1800,7 +1813,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Request body is not `application/json` */
+            /** @description Request body is not application/json */
             415: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1814,7 +1827,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited: see `Retry-After` and the `RateLimit-*` headers */
+            /** @description Rate limited: see Retry-After and the RateLimit-* headers */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1829,7 +1842,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1850,20 +1863,21 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description The bearer token, for clients that cannot send headers (`EventSource`). Never logged. */
-                access_token?: string | null;
+                access_token?: string;
             };
             header?: {
                 /** @description The last `id` received: the events after it are sent first, or `resync`. */
-                "Last-Event-ID"?: string | null;
+                "Last-Event-ID"?: string;
             };
             path: {
+                /** @description The signed-in user's id: it must be the token's subject (`sub`), else 403. Better Auth's user ids are random strings, not UUIDs. */
                 user_id: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description `text/event-stream`: `task.created`, `task.updated`, `task.deleted`, `tasks.changed`, `resync`, `token-expired` events and `: ping` comments. */
+            /** @description text/event-stream: task.created, task.updated, task.deleted, tasks.changed, resync, token-expired events and : ping comments. */
             200: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1877,7 +1891,7 @@ export interface operations {
                     "text/event-stream": unknown;
                 };
             };
-            /** @description Invalid input: body, query or header; `errors` names each offending field */
+            /** @description Invalid input: body, query or header; errors names each offending field */
             400: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1891,7 +1905,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or invalid bearer token (see `WWW-Authenticate`) */
+            /** @description Missing or invalid bearer token (see WWW-Authenticate) */
             401: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1920,7 +1934,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limited (see `Retry-After`), or the user already has 5 open event streams */
+            /** @description Rate limited (see Retry-After), or the user already has 5 open event streams */
             429: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1935,7 +1949,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unavailable: retry after `Retry-After` seconds */
+            /** @description The database is unavailable: retry after Retry-After seconds */
             503: {
                 headers: {
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
@@ -1961,7 +1975,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The Health object: status */
             200: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1982,7 +1996,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request fulfilled, document follows */
+            /** @description The Health object: status */
             200: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -1992,7 +2006,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description The database does not answer (`Retry-After` set) */
+            /** @description The database does not answer (Retry-After set) */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["Retry-After"];
