@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/",
         guards=[owner_guard(verifier, limiter)],
         dependencies={
-            "tasks": Provide(provide_tasks),
+            "tasks": Provide(provide_tasks(settings.tasks_max_per_user)),
             # One live-updates hub per worker, like the engine.
             "live": Provide(lambda: live, use_cache=True, sync_to_thread=False),
         },

@@ -54,7 +54,7 @@ _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
 
 
 class VersionMismatch(Exception):
-    """``If-Match`` named a version that is not the stored one."""
+    """``If-Match`` named a version that is not the stored one; the argument is the resource's noun."""
 
 
 class FieldProblem(msgspec.Struct):
@@ -215,8 +215,9 @@ def _conflict(_: Request[Any, Any, Any], __: Exception) -> Response[Problem]:
     return problem(409, "The change conflicts with the stored data")
 
 
-def _version_mismatch(_: Request[Any, Any, Any], __: VersionMismatch) -> Response[Problem]:
-    return problem(412, "If-Match does not match the task's current version")
+def _version_mismatch(_: Request[Any, Any, Any], exc: VersionMismatch) -> Response[Problem]:
+    noun = str(exc.args[0]).lower() if exc.args else "resource"
+    return problem(412, f"If-Match does not match the {noun}'s current version")
 
 
 def _rejected_value(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

@@ -38,3 +38,7 @@ class patch(_GuardsSeeTheHandler, litestar.patch):
 
 class delete(_GuardsSeeTheHandler, litestar.delete):
     pass
+
+
+class route(_GuardsSeeTheHandler, litestar.route):
+    """One handler serving several methods (``http_method=[...]``)."""

@@ -12,15 +12,22 @@ from litestar import Controller, Request, Response
 from litestar.dto import DTOData
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from backend.errors import problem_responses
-from backend.http.etags import ETAG_HEADER, etag, matches_current, parse_if_match
+from backend.http.etags import (
+    ETAG_HEADER,
+    IfMatch,
+    IfNoneMatch,
+    parse_if_match,
+    unless_not_modified,
+    with_etag,
+)
 from backend.http.headers import documented_header
 from backend.http.idempotency import REPLAYED_HEADER, IdempotencyKey, once
 from backend.http.paging import page_headers, paging_headers
 from backend.http.query import require_canonical
-from backend.http.routes import delete, get, patch, post, put
+from backend.http.routes import delete, get, patch, post, route
 from backend.tasks.filters import FILTER_PARAMS, Status, TaskFilter
 from backend.tasks.models import Priority
 from backend.tasks.schemas import (
@@ -39,26 +46,12 @@ from backend.tasks.schemas import (
 from backend.tasks.service import TaskService, task_location
 
 TaskId = Annotated[str, Parameter(description="The task's id (a UUID; anything else is a 404).")]
-IfMatch = Annotated[
-    str | None,
-    Parameter(
-        header="If-Match",
-        description='Apply only if the task\'s ETag is one of these (e.g. `"3"`), else 412.',
-    ),
-]
 _RFC3339 = "RFC 3339 timestamp with a zone, e.g. `2026-12-01T09:00:00Z` (encode `+` as `%2B`)."
 DueBound = Annotated[str | None, Parameter(schema_extra={"format": "date-time"})]
 MAX_OFFSET = 10_000_000
 _LOCATION = documented_header(
     "Location", "The new task's URL.", "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21"
 )
-
-
-def _task(task: TaskRead, status_code: int = HTTP_200_OK, location: str | None = None) -> Response[TaskRead]:
-    headers = {"ETag": etag(task.version)}
-    if location:
-        headers["Location"] = location
-    return Response(task, status_code=status_code, headers=headers)
 
 
 class TaskController(Controller):
@@ -92,7 +85,7 @@ class TaskController(Controller):
         offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Response[list[TaskRead]]:
         require_canonical(request, integers=("limit", "offset"), booleans=("completed",))
-        f = TaskFilter.build(
+        query = TaskFilter.build(
             completed=completed,
             status=status,
             priority=priority,
@@ -104,7 +97,7 @@ class TaskController(Controller):
             limit=limit,
             offset=offset,
         )
-        items, total = await tasks.list_tasks(user_id, f)
+        items, total = await tasks.list_tasks(user_id, query)
         headers = page_headers(request, total=total, limit=limit, offset=offset, keep=FILTER_PARAMS)
         return Response(items, headers=headers)
 
@@ -127,7 +120,7 @@ class TaskController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TaskRead]:
         task = await tasks.add_task(user_id, data, await once(request, idempotency_key))
-        return _task(task, HTTP_201_CREATED, task_location(user_id, task.id))
+        return with_etag(task, HTTP_201_CREATED, task_location(user_id, task.id))
 
     @get(
         "/stats",
@@ -187,36 +180,14 @@ class TaskController(Controller):
         tasks: TaskService,
         user_id: str,
         task_id: TaskId,
-        if_none_match: Annotated[str | None, Parameter(header="If-None-Match")] = None,
+        if_none_match: IfNoneMatch = None,
     ) -> Response[TaskRead]:
-        task = await tasks.get_task(user_id, task_id)
-        if if_none_match and matches_current(if_none_match, task.version):
-            return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": etag(task.version)})  # type: ignore[arg-type]
-        return _task(task)
+        return unless_not_modified(await tasks.get_task(user_id, task_id), if_none_match)
 
-    @put(
+    @route(
         "/{task_id:str}",
-        summary="Update the fields given (same as PATCH)",
-        description="A field left out stays as it is; `null` clears `description` or `due_at`; "
-        "an empty object changes nothing.",
-        dto=TaskUpdateDTO,
-        return_dto=None,
-        responses=problem_responses(404, 412, 413, 415),
-        response_headers=[ETAG_HEADER],
-    )
-    async def replace_task(
-        self,
-        tasks: TaskService,
-        user_id: str,
-        task_id: TaskId,
-        data: DTOData[TaskWrite],
-        if_match: IfMatch = None,
-    ) -> Response[TaskRead]:
-        return _task(await tasks.update_task(user_id, task_id, data.as_builtins(), parse_if_match(if_match)))
-
-    @patch(
-        "/{task_id:str}",
-        summary="Update the fields given",
+        http_method=["PATCH", "PUT"],
+        summary="Update the fields given (PATCH and PUT alike)",
         description="A field left out stays as it is; `null` clears `description` or `due_at`; "
         "an empty object changes nothing.",
         dto=TaskUpdateDTO,
@@ -232,7 +203,8 @@ class TaskController(Controller):
         data: DTOData[TaskWrite],
         if_match: IfMatch = None,
     ) -> Response[TaskRead]:
-        return _task(await tasks.update_task(user_id, task_id, data.as_builtins(), parse_if_match(if_match)))
+        changes = data.as_builtins()
+        return with_etag(await tasks.update_task(user_id, task_id, changes, parse_if_match(if_match)))
 
     @delete(
         "/{task_id:str}",
@@ -263,4 +235,4 @@ class TaskController(Controller):
         if_match: IfMatch = None,
     ) -> Response[TaskRead]:
         completed = None if data is None else data.completed
-        return _task(await tasks.set_completed(user_id, task_id, completed, parse_if_match(if_match)))
+        return with_etag(await tasks.set_completed(user_id, task_id, completed, parse_if_match(if_match)))

@@ -10,6 +10,8 @@ import msgspec
 from litestar.exceptions import ValidationException
 from msgspec import Meta
 
+from backend.http.dto import FieldErrors
+from backend.http.fields import TIMESTAMP_MESSAGE, in_utc
 from backend.tasks.models import Priority
 from backend.tasks.schemas import TAG_MAX, SortKey
 
@@ -69,31 +71,29 @@ class TaskFilter:
         offset: int,
     ) -> TaskFilter:
         """Checks that Litestar's parameter parsing cannot express, every problem reported at once."""
-        errors = []
+        errors = FieldErrors()
         from_status = {"all": None, "active": False, "completed": True, None: None}[status]
         if completed is not None and status not in (None, "all") and completed != from_status:
-            errors.append({"field": "status", "message": "contradicts completed"})
+            errors.add("status", "contradicts completed")
         due: dict[str, datetime | None] = {}
         for name, value in (("due_before", due_before), ("due_after", due_after)):
             try:
                 # Strict: a bare number is not a timestamp here, and the zone is required.
-                due[name] = None if value is None else msgspec.convert(value, AwareDatetime, strict=True)
+                parsed = None if value is None else msgspec.convert(value, AwareDatetime, strict=True)
             except msgspec.ValidationError:
-                errors.append(
-                    {"field": name, "message": "must be an RFC 3339 timestamp with a zone (Z or +01:00)"}
-                )
+                errors.add(name, TIMESTAMP_MESSAGE)
+            else:
+                due[name] = in_utc(errors, name, parsed)
         # Compared as stored: trimmed and lower-cased, and 1-30 characters *after* that ("İ" lower-cases
         # to two characters).
         tag = tag.strip().lower() if tag is not None else None
         if tag is not None and not 1 <= len(tag) <= TAG_MAX:
-            errors.append({"field": "tag", "message": f"must be 1-{TAG_MAX} characters after trimming"})
-        errors.extend(
-            {"field": n, "message": "must not contain NUL characters"}
-            for n, v in (("q", q), ("tag", tag))
-            if v and "\x00" in v
-        )
-        if errors:
-            raise ValidationException(detail="Invalid query parameters", extra=errors)
+            errors.add("tag", f"must be 1-{TAG_MAX} characters after trimming")
+        for name, text in (("q", q), ("tag", tag)):
+            if text and "\x00" in text:
+                errors.add(name, "must not contain NUL characters")
+        if errors.errors:
+            raise ValidationException(detail="Invalid query parameters", extra=errors.errors)
         return cls(
             completed=completed if completed is not None else from_status,
             priority=priority,
