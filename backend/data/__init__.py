@@ -1,0 +1,1 @@
+"""What every resource needs: position keys, ordering statements."""
