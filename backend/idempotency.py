@@ -219,3 +219,29 @@ async def run_once(
             raise
     # Another request with this key committed between our lock and our insert: its answer is ours.
     raise await stored(repository, user_id, once)
+
+
+_STORE = Sql.of(
+    select(literal(1)).add_cte(key_insert(select(literal(1)).subquery(), bindparam("body", type_=Text())))
+)
+
+
+async def keep_response(
+    repository: DriverRepository[Any], user_id: str, once: Once, response: StoredResponse
+) -> None:
+    """Inside a write's open transaction (begun by the ORM): take ``once``'s key and store ``response``
+    with it, committed together with the write. When the key was used before, the write is rolled back
+    and the key's outcome raised instead."""
+    params = {**key_params(user_id, once, response.status_code, response.location, response.etag)}
+    try:
+        await claim(repository, user_id, once)
+        await repository.fetch_row(_STORE, {**params, "body": response.body})
+    except (Replayed, KeyReused, KeyInFlight):
+        await repository.session.rollback()
+        raise
+    except asyncpg.UniqueViolationError as exc:
+        # The same key committed by another request after our claim looked: its answer is ready now.
+        await repository.session.rollback()
+        if exc.constraint_name != KEY_CONSTRAINT:
+            raise
+        raise KeyInFlight from None

@@ -8,9 +8,10 @@ from typing import ClassVar, NoReturn, Self
 from uuid import UUID
 
 from advanced_alchemy.exceptions import NotFoundError
-from litestar.exceptions import ClientException
+from litestar.exceptions import ClientException, ValidationException
 from litestar.status_codes import HTTP_409_CONFLICT
 
+from backend.data.ordering import refusal
 from backend.errors import VersionMismatch
 
 
@@ -51,4 +52,18 @@ class Resource:
             status_code=HTTP_409_CONFLICT,
             detail=f"{self.noun} limit reached: a user holds at most {self.quota} {plural}",
             extra=[{"field": field, "message": f"at most {self.quota} per user"}],
+        )
+
+    def refused(self, exc: Exception) -> NoReturn:
+        """Raise what the API answers for a database refusal of a move or placement (``exc`` itself when
+        it is not one): 404, 412, or a 400 naming the field."""
+        answer = refusal(exc)
+        if answer is None:
+            raise exc
+        if answer.status == 404:
+            self.not_found()
+        if answer.status == 412:
+            raise VersionMismatch(self.noun)
+        raise ValidationException(
+            detail=f"Invalid {answer.field}", extra=[{"field": answer.field, "message": answer.message}]
         )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from msgspec import Meta
+from litestar.dto import DTOConfig
+from msgspec import Meta, Struct
 
-from backend.http.dto import FieldErrors
+from backend.http.dto import FieldErrors, StrictMsgspecDTO
+
+T = TypeVar("T", bound=Struct)
 
 TIMESTAMP_MESSAGE = "must be an RFC 3339 timestamp with a zone (Z or +01:00)"
 OUT_OF_RANGE_MESSAGE = "must lie between years 1 and 9999 in UTC"
@@ -56,3 +59,14 @@ def in_utc(errors: FieldErrors, field: str, value: datetime | None) -> datetime 
     except OverflowError:
         errors.add(field, OUT_OF_RANGE_MESSAGE)
         return value
+
+
+def body_dtos(model: type[T]) -> tuple[type[StrictMsgspecDTO[T]], type[StrictMsgspecDTO[T]]]:
+    """The strict DTOs of a write model: whole (a create), and partial (an update: a field left out stays
+    as it is). Both refuse unknown and read-only fields by name."""
+    whole = DTOConfig(forbid_unknown_fields=True)
+    partial = DTOConfig(partial=True, forbid_unknown_fields=True)
+    return (
+        type(f"{model.__name__}DTO", (StrictMsgspecDTO[model],), {"config": whole}),  # type: ignore[valid-type]
+        type(f"{model.__name__}PartialDTO", (StrictMsgspecDTO[model],), {"config": partial}),  # type: ignore[valid-type]
+    )

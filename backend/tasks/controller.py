@@ -10,24 +10,16 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response
 from litestar.dto import DTOData
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from backend.errors import problem_responses
-from backend.http.etags import (
-    ETAG_HEADER,
-    IfMatch,
-    IfNoneMatch,
-    parse_if_match,
-    unless_not_modified,
-    with_etag,
-)
-from backend.http.headers import documented_header
-from backend.http.idempotency import REPLAYED_HEADER, IdempotencyKey, once
+from backend.http.etags import IfMatch, IfNoneMatch, parse_if_match, unless_not_modified, with_etag
+from backend.http.idempotency import REPLAYED_HEADER, IdempotencyKey, request_once
 from backend.http.paging import page_headers, paging_headers
 from backend.http.query import require_canonical
-from backend.http.routes import delete, get, patch, post, route
+from backend.http.resource_routes import create_route, delete_route, read_route, write_route
+from backend.http.routes import delete, get, post
 from backend.tasks.filters import FILTER_PARAMS, Status, TaskFilter
 from backend.tasks.models import Priority
 from backend.tasks.schemas import (
@@ -49,9 +41,7 @@ TaskId = Annotated[str, Parameter(description="The task's id (a UUID; anything e
 _RFC3339 = "RFC 3339 timestamp with a zone, e.g. `2026-12-01T09:00:00Z` (encode `+` as `%2B`)."
 DueBound = Annotated[str | None, Parameter(schema_extra={"format": "date-time"})]
 MAX_OFFSET = 10_000_000
-_LOCATION = documented_header(
-    "Location", "The new task's URL.", "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21"
-)
+_ONE = "/{task_id:str}"
 
 
 class TaskController(Controller):
@@ -101,15 +91,11 @@ class TaskController(Controller):
         headers = page_headers(request, total=total, limit=limit, offset=offset, keep=FILTER_PARAMS)
         return Response(items, headers=headers)
 
-    @post(
-        "/",
+    @create_route(
+        "task",
+        "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21",
         summary="Create a task",
         dto=TaskCreateDTO,
-        return_dto=None,
-        status_code=HTTP_201_CREATED,
-        responses=problem_responses(409, 413, 415, 422),
-        response_description="The new task (or, for a repeated Idempotency-Key, the first answer again).",
-        response_headers=[_LOCATION, ETAG_HEADER, REPLAYED_HEADER],
     )
     async def create_task(
         self,
@@ -119,7 +105,7 @@ class TaskController(Controller):
         data: TaskWrite,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TaskRead]:
-        task = await tasks.add_task(user_id, data, await once(request, idempotency_key))
+        task = await tasks.add_task(user_id, data, await request_once(request, idempotency_key))
         return with_etag(task, HTTP_201_CREATED, task_location(user_id, task.id))
 
     @get(
@@ -148,7 +134,9 @@ class TaskController(Controller):
         data: CompletedBody,
         idempotency_key: IdempotencyKey = None,
     ) -> UpdatedCount:
-        updated = await tasks.complete_all(user_id, data.completed, await once(request, idempotency_key))
+        updated = await tasks.complete_all(
+            user_id, data.completed, await request_once(request, idempotency_key)
+        )
         return UpdatedCount(updated=updated)
 
     @delete(
@@ -168,12 +156,10 @@ class TaskController(Controller):
     ) -> DeletedCount:
         return DeletedCount(deleted=await tasks.clear_completed(user_id))
 
-    @get(
-        "/{task_id:str}",
+    @read_route(
+        _ONE,
         summary="Get one task",
         description="`If-None-Match` with its current ETag gives 304 and no body.",
-        responses={**problem_responses(404), 304: ResponseSpec(None, description="Not modified")},
-        response_headers=[ETAG_HEADER],
     )
     async def get_task(
         self,
@@ -184,16 +170,13 @@ class TaskController(Controller):
     ) -> Response[TaskRead]:
         return unless_not_modified(await tasks.get_task(user_id, task_id), if_none_match)
 
-    @route(
-        "/{task_id:str}",
-        http_method=["PATCH", "PUT"],
+    @write_route(
+        _ONE,
+        methods=("PATCH", "PUT"),
         summary="Update the fields given (PATCH and PUT alike)",
         description="A field left out stays as it is; `null` clears `description` or `due_at`; "
         "an empty object changes nothing.",
         dto=TaskUpdateDTO,
-        return_dto=None,
-        responses=problem_responses(404, 412, 413, 415),
-        response_headers=[ETAG_HEADER],
     )
     async def update_task(
         self,
@@ -206,25 +189,18 @@ class TaskController(Controller):
         changes = data.as_builtins()
         return with_etag(await tasks.update_task(user_id, task_id, changes, parse_if_match(if_match)))
 
-    @delete(
-        "/{task_id:str}",
-        summary="Delete a task",
-        status_code=HTTP_204_NO_CONTENT,
-        responses=problem_responses(404, 412),
-    )
+    @delete_route(_ONE, summary="Delete a task")
     async def delete_task(
         self, tasks: TaskService, user_id: str, task_id: TaskId, if_match: IfMatch = None
     ) -> None:
         await tasks.delete_task(user_id, task_id, parse_if_match(if_match))
 
-    @patch(
-        "/{task_id:str}/complete",
+    @write_route(
+        _ONE + "/complete",
+        methods=("PATCH",),
         summary="Toggle `completed`, or set it",
         description='No body: toggle atomically. Body `{"completed": true|false}`: set it.',
         dto=CompletedDTO,
-        return_dto=None,
-        responses=problem_responses(404, 412, 413, 415),
-        response_headers=[ETAG_HEADER],
     )
     async def set_task_completion(
         self,
