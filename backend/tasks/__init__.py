@@ -5,9 +5,13 @@ from __future__ import annotations
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
 from sqlalchemy import select
 
+from backend.events.messages import register_event_resource
 from backend.tasks.controller import TaskController
 from backend.tasks.models import Task
+from backend.tasks.schemas import TaskRead
 from backend.tasks.service import TaskService
+
+register_event_resource("task", TaskRead)
 
 # A TaskService per request, on the session AA's plugin opens for it (and closes after the response).
 # The repository's base statement is built once here: built per request (AA's default) it was 35 of
