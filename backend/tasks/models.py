@@ -70,7 +70,8 @@ class Task(UUIDv7AuditBase):
             deferrable=True,
             initially="IMMEDIATE",
         ),
-        Index("ix_tasks_parent_id", "parent_id"),
+        # A parent's subtasks (its delete cascade, its move to another list); top-level tasks not indexed.
+        Index("ix_tasks_parent_id", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
         ForeignKeyConstraint(
             ["list_id", "user_id"],
             ["lists.id", "lists.user_id"],
