@@ -8,7 +8,7 @@ import random
 import asyncpg
 import pytest
 
-from backend.data.positions import MAX_KEY_LENGTH, key_at, key_between, keys_between
+from backend.data.positions import MAX_KEY_LENGTH, integer_index, key_at, key_between, keys_between
 
 
 def dsn(database_url: str) -> str:
@@ -29,6 +29,14 @@ def test_the_database_and_the_package_agree_on_random_neighbours(database_url: s
             indexes = [0, 1, 61, 62, 63, 3905, 3906, 242233, 242234, 10**7, rnd.randrange(10**12)]
             got = await conn.fetch("SELECT position_key_at(i) FROM unnest($1::bigint[]) i", indexes)
             assert [r[0] for r in got] == [key_at(i) for i in indexes]
+            # Its inverse on integer parts (a renumber starts above a group's largest key).
+            keys = [key_at(i) + tail for i in indexes for tail in ("", "V", "0V")] + [
+                "Zz",
+                "A00000000000000000000000000V",
+            ]
+            back = await conn.fetch("SELECT position_integer_index(k) FROM unnest($1::text[]) k", keys)
+            assert [r[0] for r in back] == [integer_index(k) for k in keys]
+            assert [integer_index(key_at(i)) for i in indexes] == indexes
             # Keys grown the way users make them: between neighbours, before the first, after the last.
             keys = sorted([*keys_between(None, None, 40), "Zz", "Zy", "a0V", "a0l"])
             for _ in range(3000):

@@ -20,7 +20,7 @@ import fractional_indexing  # type: ignore[import-untyped]
 
 # A key longer than this is never stored: the sibling group is renumbered first.
 MAX_KEY_LENGTH = 255
-DIGITS = fractional_indexing.BASE_62_DIGITS
+DIGITS: str = fractional_indexing.BASE_62_DIGITS
 FIRST = "a0"
 
 
@@ -37,9 +37,9 @@ def keys_between(before: str | None, after: str | None, n: int) -> list[str]:
 
 
 def key_at(index: int) -> str:
-    """The ``index``-th (0-based) of the evenly spread keys a0, a1, ... az, b00, b01, ...: what a
-    renumbered or backfilled group of n siblings gets, in order (the same as ``keys_between(None,
-    None, n)[index]``, computed directly)."""
+    """The ``index``-th (0-based) of the evenly spread integer keys a0, a1, ... az, b00, b01, ...: a
+    backfilled group of n siblings gets the first n in order, a renumbered one the n after its largest
+    key (the same as ``keys_between(None, None, n)[index]``, computed directly)."""
     width = 1
     while index >= len(DIGITS) ** width:
         index -= len(DIGITS) ** width
@@ -49,6 +49,18 @@ def key_at(index: int) -> str:
         index, digit = divmod(index, len(DIGITS))
         digits.append(DIGITS[digit])
     return chr(ord("a") + width - 1) + "".join(reversed(digits))
+
+
+def integer_index(key: str) -> int:
+    """The inverse of ``key_at`` for ``key``'s integer part; -1 for keys below a0 (heads A-Z)."""
+    width = ord(key[0]) - ord("a") + 1
+    if width < 1:
+        return -1
+    offset: int = sum(len(DIGITS) ** w for w in range(1, width))
+    value = 0
+    for digit in key[1 : width + 1]:
+        value = value * len(DIGITS) + DIGITS.index(digit)
+    return offset + value
 
 
 def fits(key: str) -> bool:

@@ -8,8 +8,13 @@ from typing import Any
 
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
 
+from backend.events.messages import register_event_resource
 from backend.lists.controller import ListController
+from backend.lists.schemas import ListRead
 from backend.lists.service import ListService
+
+# Live updates send list.created/list.updated with the list as GET answers it.
+register_event_resource("list", ListRead)
 
 
 def provide_lists(quota: int) -> Callable[..., Any]:

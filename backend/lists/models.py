@@ -19,8 +19,6 @@ class TaskList(UUIDv7AuditBase):
     __table_args__ = (
         # The target of tasks' (list_id, user_id): a task names only a list of its own owner.
         UniqueConstraint("id", "user_id", name="uq_lists_id_user_id"),
-        # The user's lists in order; no two share a key. Deferrable: a renumber permutes keys.
-        UniqueConstraint(
-            "user_id", "position", name="uq_lists_user_id_position", deferrable=True, initially="IMMEDIATE"
-        ),
+        # The user's lists in order; no two share a key.
+        UniqueConstraint("user_id", "position", name="uq_lists_user_id_position"),
     )

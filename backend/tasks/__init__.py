@@ -8,9 +8,13 @@ from typing import Any
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
 from sqlalchemy import select
 
+from backend.events.messages import register_event_resource
 from backend.tasks.controller import TaskController
 from backend.tasks.models import Task
+from backend.tasks.schemas import TaskRead
 from backend.tasks.service import TaskService
+
+register_event_resource("task", TaskRead)
 
 
 def provide_tasks(quota: int) -> Callable[..., Any]:

@@ -59,7 +59,7 @@ class Task(UUIDv7AuditBase):
         # The target of (parent_id, user_id): a parent is a task of the same owner.
         UniqueConstraint("id", "user_id", name="uq_tasks_id_user_id"),
         # Siblings never share a key (NULLs equal: the inbox is a group); lists a group in order, and
-        # serves per-list stats and bulk actions. Deferrable: a renumber permutes keys in one statement.
+        # serves per-list stats and bulk actions.
         UniqueConstraint(
             "user_id",
             "list_id",
@@ -67,10 +67,9 @@ class Task(UUIDv7AuditBase):
             "position",
             name="uq_tasks_user_id_list_id_parent_id_position",
             postgresql_nulls_not_distinct=True,
-            deferrable=True,
-            initially="IMMEDIATE",
         ),
-        Index("ix_tasks_parent_id", "parent_id"),
+        # A parent's subtasks (its delete cascade, its move to another list); top-level tasks not indexed.
+        Index("ix_tasks_parent_id", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
         ForeignKeyConstraint(
             ["list_id", "user_id"],
             ["lists.id", "lists.user_id"],

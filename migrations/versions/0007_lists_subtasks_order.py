@@ -15,8 +15,10 @@ Every rule lives in the database, so concurrent requests cannot break it:
   UPDATE: each gets version + 1 and so a ``task.updated`` event). Errors carry the SQLSTATEs of
   ``backend.data.ordering``.
 - Positions: fractional-index keys (``position_key_between``), unique among siblings (``UNIQUE NULLS
-  NOT DISTINCT (user_id, list_id, parent_id, position)``, deferrable so a renumber can permute keys in
-  one statement). ``tasks_move`` / ``lists_move`` place a row right after a sibling in one call.
+  NOT DISTINCT (user_id, list_id, parent_id, position)``). ``tasks_move`` / ``lists_move`` place a row
+  right after a sibling in one call. When a key would pass 255 characters the group is renumbered with
+  consecutive integer keys above its largest key, so no row ever takes a key another still holds and
+  the constraints need not be deferrable (which would cost every bulk write a recheck per row).
 - Locks: every placement first locks the rows it depends on (the row itself, the parent FOR SHARE, the
   list FOR KEY SHARE, a moving parent's subtasks FOR UPDATE), then the owner's advisory lock
   ``hashtextextended(user_id, 13)`` (the one the event triggers already take at the end of every
@@ -181,7 +183,7 @@ BEGIN
     RETURN ia || position_midpoint(substr(a, length(ia) + 1), NULL);
 END $$
 """,
-    # The i-th (from 0) of a0, a1, ... az, b00, ...: a renumbered or backfilled group, in order.
+    # The i-th (from 0) of a0, a1, ... az, b00, ...: a backfilled group, in order.
     f"""
 CREATE FUNCTION position_key_at(i bigint) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -202,8 +204,32 @@ BEGIN
     RETURN chr(96 + width) || key;
 END $$
 """,
+    # The inverse of position_key_at for the integer part of ``key``; -1 below a0 (heads A-Z).
+    f"""
+CREATE FUNCTION position_integer_index(key text) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    digits CONSTANT text := '{DIGITS}';
+    width int := ascii(key) - 96;
+    offset_ bigint := 0;
+    span bigint := 62;
+    value bigint := 0;
+BEGIN
+    IF width < 1 THEN
+        RETURN -1;
+    END IF;
+    FOR k IN 1..width - 1 LOOP
+        offset_ := offset_ + span;
+        span := span * 62;
+    END LOOP;
+    FOR k IN 2..width + 1 LOOP
+        value := value * 62 + strpos(digits, substr(key, k, 1)) - 1;
+    END LOOP;
+    RETURN offset_ + value;
+END $$
+""",
 ]
 _KEY_FUNCTIONS = (
+    "position_integer_index(text)",
     "position_key_at(bigint)",
     "position_key_between(text, text)",
     "position_decrement(text)",
@@ -244,6 +270,7 @@ def _branches(group: tuple[str, ...], query: str) -> str:
 
 def _group_functions(table: str, group: tuple[str, ...]) -> list[str]:
     params = "".join(f", g_{c} uuid" for c in group)
+    args = "".join(f", g_{c}" for c in group)
     same = " AND ".join([f"t.{c} IS NOT DISTINCT FROM g_{c}" for c in group] or ["TRUE"])
     sets = "".join(f", {c} = g_{c}" for c in group)
     next_key = _branches(
@@ -278,14 +305,17 @@ BEGIN
     RETURN key;
 END $$
 """,
-        # Keys would pass the limit: the group gets a0, a1, ... in its order, with ``target`` placed
-        # right after the key ``prev`` (NULL: first); every row written gets version + 1.
+        # Keys would pass the limit: the group gets consecutive integer keys above its largest key (no
+        # row takes a key another still holds), in its order, with ``target`` placed right after the
+        # key ``prev`` (NULL: first); every row written gets version + 1.
         f"""
 CREATE FUNCTION {table}_renumber(owner varchar{params}, target uuid, prev text, now timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    base bigint := greatest(position_integer_index({table}_last_key(owner{args})) + 1, 0);
 BEGIN
     UPDATE {table} t
-    SET position = position_key_at(o.rank), version = t.version + 1, updated_at = now{sets}
+    SET position = position_key_at(base + o.rank), version = t.version + 1, updated_at = now{sets}
     FROM (
         SELECT s.id, row_number() OVER (ORDER BY s.key COLLATE "C", s.tie) - 1 AS rank FROM (
             SELECT t.id, t.position AS key, 0 AS tie FROM {table} t
@@ -615,9 +645,7 @@ def _create_lists() -> None:
         # The target of tasks' (list_id, user_id): a task names only a list of its own owner.
         sa.UniqueConstraint("id", "user_id", name="uq_lists_id_user_id"),
         # The user's lists in order; no two share a key.
-        sa.UniqueConstraint(
-            "user_id", "position", name="uq_lists_user_id_position", deferrable=True, initially="IMMEDIATE"
-        ),
+        sa.UniqueConstraint("user_id", "position", name="uq_lists_user_id_position"),
     )
 
 
@@ -664,10 +692,13 @@ def upgrade() -> None:
     # in order, and serves stats and bulk actions per list (user_id, list_id).
     op.execute(
         "ALTER TABLE tasks ADD CONSTRAINT uq_tasks_user_id_list_id_parent_id_position "
-        "UNIQUE NULLS NOT DISTINCT (user_id, list_id, parent_id, position) DEFERRABLE INITIALLY IMMEDIATE"
+        "UNIQUE NULLS NOT DISTINCT (user_id, list_id, parent_id, position)"
     )
     # A parent's subtasks: its delete cascade, and a parent that changes lists.
-    op.create_index("ix_tasks_parent_id", "tasks", ["parent_id"])
+    # Partial: a top-level task (most of them) costs its writes no entry here.
+    op.create_index(
+        "ix_tasks_parent_id", "tasks", ["parent_id"], postgresql_where=sa.text("parent_id IS NOT NULL")
+    )
     op.create_foreign_key(
         "fk_tasks_list_id_lists",
         "tasks",
