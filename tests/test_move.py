@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
 
+from tests.support import Tokens
 from tests.test_subtasks import new_list, new_task, refused_field, titles
 
 
@@ -56,3 +58,25 @@ def test_bad_moves_are_refused_and_change_nothing(client: httpx.Client) -> None:
     assert client.post(f"/tasks/{uuid.uuid4()}/move", json={"after": None}).status_code == 404
     assert client.post("/tasks/nope/move", json={"after": None}).status_code == 404
     assert client.get(f"/tasks/{a['id']}").json() == a
+
+
+def test_concurrent_moves_lose_no_task_and_share_no_position(
+    client: httpx.Client, api_url: str, tokens: Tokens, user: str
+) -> None:
+    tasks = [new_task(client, title=f"t{i}") for i in range(12)]
+    first = tasks[0]["id"]
+
+    async def move_all() -> list[int]:
+        base = f"{api_url}/api/{user}/tasks"
+        async with httpx.AsyncClient(headers=tokens.headers(user), timeout=60) as c:
+            # Everyone at once to the front, and everyone right after the first: the same gaps, raced.
+            moves = [c.post(f"{base}/{t['id']}/move", json={"after": None}) for t in tasks[1:6]]
+            moves += [c.post(f"{base}/{t['id']}/move", json={"after": first}) for t in tasks[6:]]
+            return [r.status_code for r in await asyncio.gather(*moves)]
+
+    assert asyncio.run(move_all()) == [200] * 11
+    listed = client.get("/tasks", params={"sort": "position"}).json()
+    assert sorted(t["id"] for t in listed) == sorted(t["id"] for t in tasks)
+    positions = [t["position"] for t in listed]
+    assert len(set(positions)) == len(positions)
+    assert [p.encode() for p in positions] == sorted(p.encode() for p in positions)
