@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,10 @@ def make(client: httpx.Client, name: str = "Groceries", **headers: str) -> dict[
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def names(client: httpx.Client) -> list[str]:
@@ -62,7 +67,7 @@ def test_rename_bumps_the_version(client: httpx.Client, method: str) -> None:
     assert response.status_code == 200, response.text
     assert (response.json()["name"], response.json()["version"]) == ("Shopping", 2)
     assert response.headers["ETag"] == '"2"'
-    assert response.json()["updated_at"] >= created["updated_at"]
+    assert _instant(response.json()["updated_at"]) > _instant(created["updated_at"])
     assert client.get(f"/lists/{created['id']}").json()["name"] == "Shopping"
 
 
