@@ -158,3 +158,18 @@ def test_stats_and_bulk_actions_per_list(client: httpx.Client) -> None:
             "list_id"
         ]
     assert titles(client) == ["inbox one"]
+
+
+def test_an_explicit_inbox_beside_a_parent_in_a_list_is_a_400_naming_list_id(client: httpx.Client) -> None:
+    groceries = new_list(client)
+    parent = new_task(client, title="party", list_id=groceries)
+    inbox_parent = new_task(client, title="chores")
+    refused = client.post("/tasks", json={"title": "cake", "parent_id": parent["id"], "list_id": None})
+    assert refused_field(refused) == ["list_id"]
+    task = new_task(client, title="loose")
+    patched = client.patch(f"/tasks/{task['id']}", json={"parent_id": parent["id"], "list_id": None})
+    assert refused_field(patched) == ["list_id"]
+    assert client.get(f"/tasks/{task['id']}").json() == task
+    # Beside a parent in the inbox, null is its list: fine.
+    fine = new_task(client, title="sweep", parent_id=inbox_parent["id"], list_id=None)
+    assert fine["list_id"] is None

@@ -66,6 +66,9 @@ TASKS = OwnedTable(
 _MOVE = move_statement(_t, TASKS.columns, ("list_id", "parent_id"))
 _CALLERS = TASKS.callers_rows
 _l = cast("Table", TaskList.__table__)
+_PARENT_LIST = Sql.of(
+    select(_t.c.list_id).where(_t.c.id == bindparam("parent_id", type_=_t.c.id.type), _CALLERS)
+)
 # What a list_id or parent_id filter may name: a list of the caller's; a top-level task of the caller's.
 _GROUP_EXISTS = {
     "list_id": Sql.of(
@@ -253,6 +256,11 @@ class TaskRepository(OwnedRepository[Task, TaskRead]):
         for name in ("list_id", "parent_id"):
             params[f"{name}_given"], params[name] = name in where, where.get(name)
         return TaskRead(*cast("asyncpg.Record", await self.fetch_row(_MOVE, params)))
+
+    async def parent_list(self, user_id: str, parent_id: UUID) -> UUID | None:
+        """The list of the caller's task ``parent_id`` (None: inbox, or no such task)."""
+        row = await self.fetch_row(_PARENT_LIST, {"owner": user_id, "parent_id": parent_id})
+        return None if row is None else cast("UUID | None", row[0])
 
     async def group_exists(self, user_id: str, field: str, group_id: UUID) -> bool:
         """Whether ``group_id`` names a list (``list_id``) or a would-be parent (``parent_id``) of theirs."""

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 from litestar.dto import DTOConfig
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from backend.http.dto import FieldErrors, StrictMsgspecDTO
 from backend.http.fields import check_text, clean_name, doc, in_utc
@@ -81,10 +81,12 @@ class TaskWrite(Struct, kw_only=True):
     priority: Annotated[Priority, doc("low, medium or high.", "high")] = Priority.MEDIUM
     tags: Tags = msgspec.field(default_factory=list)
     due_at: DueAt | None = None
+    # Left out (UNSET) is not null: a subtask left without list_id goes in its parent's list, while an
+    # explicit null (the inbox) beside a parent in a list is refused.
     list_id: Annotated[
-        UUID | None,
+        UUID | UnsetType | None,
         doc("The list it goes in; null: the inbox. A subtask is always in its parent's list.", None),
-    ] = None
+    ] = UNSET
     parent_id: Annotated[
         UUID | None, doc("The task it is a step of (one level only); null: a top-level task.", None)
     ] = None

@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar.exceptions import ValidationException
+from msgspec import UNSET
 from uuid_utils.compat import uuid7
 
 from backend.data.service import DriverService
@@ -56,10 +57,11 @@ class TaskService(DriverService[Task, TaskRepository]):
             "created_at": now,
             "updated_at": now,
             "version": 1,
-            "list_id": data.list_id,
+            "list_id": None if data.list_id is UNSET else data.list_id,
             "parent_id": data.parent_id,
             "position": None,  # the database places it last among its siblings
         }
+        await self._inbox_beside_parent(user_id, data.parent_id, data.list_id)
         try:
             if once is None:
                 task = await self.repository.insert_owned(values, self.quota)
@@ -80,6 +82,7 @@ class TaskService(DriverService[Task, TaskRepository]):
                 raise VersionMismatch(self.noun)
             return current
         values = {k: v.value if isinstance(v, Priority) else v for k, v in changes.items()}
+        await self._inbox_beside_parent(user_id, values.get("parent_id"), values.get("list_id", UNSET))
         try:
             task = await self.repository.update_owned(user_id, task_uuid, values, datetime.now(UTC), if_match)
         except asyncpg.PostgresError as exc:
@@ -151,6 +154,17 @@ class TaskService(DriverService[Task, TaskRepository]):
     async def clear_completed(self, user_id: str, list_id: str | None = None) -> int:
         in_list = await self._list_filter(user_id, list_id)
         return await self.repository.delete_completed(user_id, in_list)
+
+    async def _inbox_beside_parent(self, user_id: str, parent_id: object, list_id: object) -> None:
+        """An explicit ``list_id: null`` sent with a parent that is in a list is a 400 naming ``list_id``
+        (the database cannot tell null from left out; only this rare combination costs a lookup)."""
+        if parent_id is None or list_id is not None:
+            return
+        if await self.repository.parent_list(user_id, UUID(str(parent_id))) is not None:
+            raise ValidationException(
+                detail="Invalid list_id",
+                extra=[{"field": "list_id", "message": "must be the list of the parent task"}],
+            )
 
     async def _list_filter(self, user_id: str, list_id: str | None) -> UUID | str | None:
         """``list_id`` as a bulk action or the stats take it: an id of a list of the caller's, or inbox."""
