@@ -4,6 +4,10 @@ Reads are AA's ``get_one_or_none``/``get_many`` with the owner among the filters
 caller's row (``FOR UPDATE``) and check ``If-Match`` before AA's ``update``/``delete`` touch it, so AA's
 by-id methods only ever see a row already proven to be the caller's. The hooks keep the rules: the
 quota on create (``to_model_on_create``), the version bump on update (``to_model_on_update``).
+
+Writes commit inside the request (AA's ``auto_commit``): a commit that fails is then an error answer.
+The plugin's autocommit ``before_send`` handler, which commits whatever is left, logs a failed commit
+at debug level and still sends the 2xx it was given.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
             raise VersionMismatch(self.noun)
         return item
 
-    async def create_owned(self, user_id: str, data: dict[str, Any]) -> ModelT:
-        return await self.create({**data, "user_id": user_id})
+    async def create_owned(self, user_id: str, data: dict[str, Any], *, commit: bool = True) -> ModelT:
+        """The new row; ``commit=False`` leaves the transaction open for more (an Idempotency-Key row)."""
+        return await self.create({**data, "user_id": user_id}, auto_commit=commit)
 
     async def update_owned(
         self, user_id: str, raw_id: str, changes: dict[str, Any], if_match: tuple[int, ...] | None
@@ -56,11 +61,11 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
             return item
         for name, value in changes.items():
             setattr(item, name, value)
-        return await self.update(item)
+        return await self.update(item, auto_commit=True)
 
     async def delete_owned(self, user_id: str, raw_id: str, if_match: tuple[int, ...] | None) -> None:
         item = await self.get_for_write(user_id, raw_id, if_match)
-        await self.delete(item.id)
+        await self.delete(item.id, auto_commit=True)
 
     async def to_model_on_create(self, data: ModelDictT[ModelT]) -> ModelDictT[ModelT]:
         """Refuse past the quota. The count runs after the owner's quota lock (``owned_count_locked``), in

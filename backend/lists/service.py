@@ -38,11 +38,12 @@ class ListService(OwnedService[TaskList, ListRepository]):
 
     async def add_list(self, user_id: str, data: ListWrite, once: Once | None = None) -> ListRead:
         """The new list, last in order. With ``once``, stored with its key in the same transaction."""
-        created = self.read(await self.create_owned(user_id, msgspec.to_builtins(data)))
+        created = self.read(await self.create_owned(user_id, msgspec.to_builtins(data), commit=once is None))
         if once is not None:
             body = msgspec.json.encode(created).decode()
             url = list_location(user_id, created.id)
             await keep_response(self.repository, user_id, once, StoredResponse(201, body, url, etag(1)))
+            await self.repository.session.commit()
         return created
 
     async def rename(
