@@ -19,6 +19,7 @@ from backend.http.cors import cors_config, problem_preflights
 from backend.http.idempotency import exception_handlers as idempotency_handlers
 from backend.http.openapi import openapi_config
 from backend.http.wrapping import WrappedLitestar
+from backend.lists import ListController, provide_lists
 from backend.observability import configure_logging, request_context
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
@@ -70,11 +71,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/",
         guards=[owner_guard(verifier, limiter)],
         dependencies={
-            "tasks": Provide(provide_tasks),
+            "tasks": Provide(provide_tasks(settings.tasks_max_per_user)),
+            "lists": Provide(provide_lists(settings.lists_max_per_user)),
             # One live-updates hub per worker, like the engine.
             "live": Provide(lambda: live, use_cache=True, sync_to_thread=False),
         },
-        route_handlers=[TaskController, EventController],
+        route_handlers=[TaskController, ListController, EventController],
     )
     return WrappedLitestar(
         # Around everything Litestar does (routing 404s, CORS, exception handling included), so every

@@ -14,7 +14,6 @@ from advanced_alchemy.extensions.litestar import (
 
 from backend.pool import FairAsyncPool
 from backend.settings import PROJECT_ROOT, Settings
-from backend.tasks.service import MAX_TASKS_INFO_KEY
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
@@ -39,7 +38,15 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
 
 def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     """One engine and pool per worker; a session per request, opened by the plugin when a handler's
-    service needs one and closed after the response (AA's default ``before_send`` handler)."""
+    service needs one, committed before a 2xx response goes out (rolled back otherwise) and closed.
+
+    AA's default ``before_send`` handler only closes the session: a write through AA's own service
+    methods answered 2xx and was rolled back. The prebuilt statements of ``backend.sql`` run outside
+    any SQLAlchemy transaction (asyncpg autocommit), and SQLAlchemy's asyncpg adapter sends COMMIT only
+    for a transaction it began, so this commit costs those requests nothing: the server receives their
+    one statement and no BEGIN/COMMIT (tests/test_session_commit.py reads the server's statement log).
+    Per-app rules (quotas) reach the services through the class handed to AA's provider, not here.
+    """
     return SQLAlchemyAsyncConfig(
         connection_string=settings.database_url,
         engine_config=EngineConfig(
@@ -55,12 +62,8 @@ def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             echo=settings.database_echo,
             connect_args=_connect_args(settings),
         ),
-        session_config=AsyncSessionConfig(
-            expire_on_commit=False,
-            # Per-app rules the services read from their session (AA's provider builds a service from
-            # the session alone).
-            info={MAX_TASKS_INFO_KEY: settings.tasks_max_per_user},
-        ),
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        before_send_handler="autocommit",
         set_default_exception_handler=False,
         create_all=False,
         alembic_config=AlembicAsyncConfig(

@@ -54,7 +54,7 @@ _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
 
 
 class VersionMismatch(Exception):
-    """``If-Match`` named a version that is not the stored one."""
+    """``If-Match`` named a version that is not the stored one; the argument is the resource's noun."""
 
 
 class FieldProblem(msgspec.Struct):
@@ -94,10 +94,10 @@ _DESCRIPTIONS = {
     400: "Invalid input: body, query or header; `errors` names each offending field",
     401: "Missing or invalid bearer token (see `WWW-Authenticate`)",
     403: "The path's user id is not the token's subject",
-    404: "No such task for this user (also for another user's task and for a non-UUID id)",
-    409: "The per-user task limit is reached, or a request with this `Idempotency-Key` is still running "
-    "(`Retry-After`)",
-    412: "`If-Match` does not match the task's current version; nothing was changed",
+    404: "No such task or list for this user (also for another user's and for a non-UUID id)",
+    409: "The per-user task or list limit is reached, or a request with this `Idempotency-Key` is still "
+    "running (`Retry-After`)",
+    412: "`If-Match` does not match the current version; nothing was changed",
     413: "Request body over 64 KiB",
     415: "Request body is not `application/json`",
     422: "This `Idempotency-Key` was used for another request",
@@ -215,8 +215,9 @@ def _conflict(_: Request[Any, Any, Any], __: Exception) -> Response[Problem]:
     return problem(409, "The change conflicts with the stored data")
 
 
-def _version_mismatch(_: Request[Any, Any, Any], __: VersionMismatch) -> Response[Problem]:
-    return problem(412, "If-Match does not match the task's current version")
+def _version_mismatch(_: Request[Any, Any, Any], exc: VersionMismatch) -> Response[Problem]:
+    noun = str(exc.args[0]).lower() if exc.args else "resource"
+    return problem(412, f"If-Match does not match the {noun}'s current version")
 
 
 def _rejected_value(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

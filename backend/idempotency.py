@@ -8,10 +8,12 @@ for nothing: it sees the first one in flight (409) or its stored response (a rep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import asyncpg
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
@@ -32,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import ColumnElement
 
-from backend.sql import Sql
+from backend.sql import DriverRepository, Sql
 
 TTL = timedelta(hours=24)
 KEY_CONSTRAINT = "pk_idempotency_keys"
@@ -157,7 +159,7 @@ def key_params(
     }
 
 
-async def claim(repository: Any, user_id: str, once: Once) -> None:
+async def claim(repository: DriverRepository[Any], user_id: str, once: Once) -> None:
     """Inside the write's transaction: take the key, or raise what its state says.
 
     ``Replayed`` with the stored response, ``KeyReused`` for a stored response to another request,
@@ -165,7 +167,7 @@ async def claim(repository: Any, user_id: str, once: Once) -> None:
     """
     await repository.write(_PURGE_EXPIRED, {})
     params = {"owner": user_id, "idem_key": once.key, "lock_name": f"idempotency\x1f{user_id}\x1f{once.key}"}
-    free, *found = await repository.fetch_row(_CLAIM, params)
+    free, *found = cast("asyncpg.Record", await repository.fetch_row(_CLAIM, params))
     if not free:
         raise KeyInFlight
     if found[0] is not None:
@@ -175,7 +177,7 @@ async def claim(repository: Any, user_id: str, once: Once) -> None:
             raise _outcome(once, found)
 
 
-async def stored(repository: Any, user_id: str, once: Once) -> Exception:
+async def stored(repository: DriverRepository[Any], user_id: str, once: Once) -> Exception:
     """After losing the race for the key: what the winner stored, as the outcome to raise."""
     found = await repository.fetch_row(_LOOKUP, {"owner": user_id, "idem_key": once.key})
     return KeyInFlight() if found is None else _outcome(once, list(found))
@@ -186,3 +188,60 @@ def _outcome(once: Once, found: list[Any]) -> Exception:
     if fingerprint != once.fingerprint:
         return KeyReused()
     return Replayed(StoredResponse(status_code, body, location, etag))
+
+
+def with_key(
+    change: Any, key_row: Callable[[Any], tuple[Any, ColumnElement[Any]]], result: Callable[[Any], Any]
+) -> Sql:
+    """``change`` and the row of its Idempotency-Key as one statement: both happen, or neither.
+
+    ``key_row(changed)`` is (the source of the key row, its body): one source row, or none when nothing
+    may be stored; ``result(changed)`` is what the statement returns.
+    """
+    changed = change.cte("changed")
+    source, body = key_row(changed)
+    return Sql.of(result(changed).add_cte(key_insert(source, body)))
+
+
+async def run_once(
+    repository: DriverRepository[Any], user_id: str, once: Once, sql: Sql, params: dict[str, Any]
+) -> Any:
+    """Claim ``once``'s key and run ``sql`` (built by ``with_key``) in one transaction: its row.
+
+    Raises the key's outcome (``Replayed``, ``KeyReused``, ``KeyInFlight``) when it was used before.
+    """
+    try:
+        async with repository.transaction():
+            await claim(repository, user_id, once)
+            return await repository.fetch_row(sql, params)
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != KEY_CONSTRAINT:
+            raise
+    # Another request with this key committed between our lock and our insert: its answer is ours.
+    raise await stored(repository, user_id, once)
+
+
+_STORE = Sql.of(
+    select(literal(1)).add_cte(key_insert(select(literal(1)).subquery(), bindparam("body", type_=Text())))
+)
+
+
+async def keep_response(
+    repository: DriverRepository[Any], user_id: str, once: Once, response: StoredResponse
+) -> None:
+    """Inside a write's open transaction (begun by the ORM): take ``once``'s key and store ``response``
+    with it, committed together with the write. When the key was used before, the write is rolled back
+    and the key's outcome raised instead."""
+    params = {**key_params(user_id, once, response.status_code, response.location, response.etag)}
+    try:
+        await claim(repository, user_id, once)
+        await repository.fetch_row(_STORE, {**params, "body": response.body})
+    except (Replayed, KeyReused, KeyInFlight):
+        await repository.session.rollback()
+        raise
+    except asyncpg.UniqueViolationError as exc:
+        # The same key committed by another request after our claim looked: its answer is ready now.
+        await repository.session.rollback()
+        if exc.constraint_name != KEY_CONSTRAINT:
+            raise
+        raise KeyInFlight from None

@@ -55,6 +55,8 @@ class Settings:
     cors_allow_headers: tuple[str, ...] = ()
     # Tasks one user may hold; a create past it is refused and creates nothing.
     tasks_max_per_user: int = 100_000
+    # Lists one user may hold; past it a create is refused (409) and creates nothing.
+    lists_max_per_user: int = 1_000
     rate_limit: str = "600/minute"
     redis_url: str | None = None
     # Serving (`scripts/serve`: `litestar run` on Granian; docs/deploying.md). Granian's HTTP/1 read
@@ -229,6 +231,11 @@ def _validate(s: Settings) -> None:
             "DATABASE_POOL_MODE is transaction (a pooler): set DATABASE_LISTEN_URL to a direct connection "
             "for live updates (LISTEN), e.g. Neon's URL without -pooler"
         )
-    for name in ("database_pool_size", "tasks_max_per_user", "jwt_max_lifetime_seconds"):
+    for name in (
+        "database_pool_size",
+        "tasks_max_per_user",
+        "lists_max_per_user",
+        "jwt_max_lifetime_seconds",
+    ):
         if getattr(s, name) < 1:
             raise ConfigError(f"{name.upper()} must be at least 1")

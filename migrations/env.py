@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 # Imported for their tables: importing a model registers it on the metadata Alembic compares with.
 import backend.events.tables
 import backend.idempotency
+import backend.lists.models
 import backend.tasks.models  # noqa: F401
 
 if TYPE_CHECKING:

@@ -99,3 +99,32 @@ def test_the_task_quota_refuses_creates_past_it(api_env: dict[str, str], tokens:
         other = f"{user}-other"
         with httpx.Client(base_url=f"{server.url}/api/{other}", headers=tokens.headers(other)) as c:
             assert c.post("/tasks", json={"title": "a quota is per user"}).status_code == 201
+
+
+def test_concurrent_creates_at_the_edge_of_the_quota_stop_exactly_at_it(
+    api_env: dict[str, str], tokens: Tokens, user: str
+) -> None:
+    """45 of 50 taken, then 50 creates at once (half with an Idempotency-Key): exactly 5 get in."""
+
+    async def run(url: str) -> list[int]:
+        limits = httpx.Limits(max_connections=50)
+        headers = tokens.headers(user)
+        async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as c:
+            for i in range(45):
+                assert (await c.post("/tasks", json={"title": f"seed {i}"})).status_code == 201
+            responses = await asyncio.gather(
+                *(
+                    c.post(
+                        "/tasks",
+                        json={"title": f"racer {i}"},
+                        headers={"Idempotency-Key": f"racer-{i}"} if i % 2 else {},
+                    )
+                    for i in range(50)
+                )
+            )
+            total = (await c.get("/tasks", params={"limit": 1})).headers["X-Total-Count"]
+        assert total == "50"
+        return sorted(r.status_code for r in responses)
+
+    with api_server({**api_env, "TASKS_MAX_PER_USER": "50"}) as server:
+        assert asyncio.run(run(f"{server.url}/api/{user}")) == [201] * 5 + [409] * 45

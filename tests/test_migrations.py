@@ -35,3 +35,51 @@ def test_upgrade_downgrade_round_trip_and_no_drift(admin_url: str) -> None:
     assert "tasks" in asyncio.run(_tables(url))
     current = run_cli("database", "show-current-revision", env=env)
     assert "(head)" in current.stdout + current.stderr
+
+
+async def _seed_before_lists(url: str) -> list[tuple[str, str]]:
+    """Tasks written before lists existed: two users, created out of id order, two at the same instant."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = [
+            ("00000000-0000-7000-8000-000000000003", "ann", "2026-01-01T10:00:00Z"),
+            ("00000000-0000-7000-8000-000000000001", "ann", "2026-01-01T11:00:00Z"),
+            ("00000000-0000-7000-8000-000000000002", "ann", "2026-01-01T11:00:00Z"),
+            ("00000000-0000-7000-8000-000000000004", "bob", "2026-01-01T09:00:00Z"),
+        ]
+        await conn.executemany(
+            "INSERT INTO tasks (id, user_id, title, created_at, updated_at) "
+            "VALUES ($1::uuid, $2, $1, $3::text::timestamptz, $3::text::timestamptz)",
+            rows,
+        )
+        return [(r[0], r[1]) for r in rows]
+    finally:
+        await conn.close()
+
+
+async def _after_lists(url: str) -> tuple[list[tuple[str, str, str, object, object]], int]:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch(
+            "SELECT id::text, user_id, position, list_id, parent_id FROM tasks ORDER BY user_id, position"
+        )
+        events = await conn.fetchval("SELECT count(*) FROM task_events WHERE type <> 'task.created'")
+        return [tuple(r) for r in rows], int(events)
+    finally:
+        await conn.close()
+
+
+def test_tasks_from_before_lists_get_positions_in_their_inbox_by_creation(admin_url: str) -> None:
+    url = new_database(admin_url)
+    env = {"DATABASE_URL": url, "JWT_SECRET": SECRET}
+    run_cli("database", "upgrade", "0006", "--no-prompt", env=env)
+    asyncio.run(_seed_before_lists(url))
+    run_cli("database", "upgrade", "--no-prompt", env=env)
+    rows, events = asyncio.run(_after_lists(url))
+    assert rows == [
+        ("00000000-0000-7000-8000-000000000003", "ann", "a0", None, None),
+        ("00000000-0000-7000-8000-000000000001", "ann", "a1", None, None),
+        ("00000000-0000-7000-8000-000000000002", "ann", "a2", None, None),
+        ("00000000-0000-7000-8000-000000000004", "bob", "a0", None, None),
+    ]
+    assert events == 0  # the backfill is no change anybody is told about

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -224,3 +225,48 @@ def test_a_null_body_is_400_on_every_write_route(client: httpx.Client) -> None:
         )
         assert errors_of(response) == {"body": "must be a JSON object, not null"}, (method, path)
     assert client.get(f"/tasks/{task['id']}").json() == task
+
+
+# The latest instant a timestamp can hold is 9999-12-31T23:59:59.999999 UTC: this one lies an hour past it.
+PAST_THE_END = "9999-12-31T23:59:59-01:00"
+
+
+def _fields(response: httpx.Response) -> list[str]:
+    return [e["field"] for e in response.json().get("errors", [])]
+
+
+@pytest.mark.parametrize("key", [None, "out-of-range-key"])
+def test_an_out_of_range_due_at_is_a_400_naming_it_on_create(client: httpx.Client, key: str | None) -> None:
+    headers = {"Idempotency-Key": f"{key}-{uuid.uuid4()}"} if key else {}
+    response = client.post("/tasks", json={"title": "far", "due_at": PAST_THE_END}, headers=headers)
+    assert response.status_code == 400, response.text
+    assert _fields(response) == ["due_at"]
+    assert client.get("/tasks").headers["X-Total-Count"] == "0"
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+def test_an_out_of_range_due_at_is_a_400_naming_it_on_update(client: httpx.Client, method: str) -> None:
+    task = create(client)
+    response = client.request(method, f"/tasks/{task['id']}", json={"due_at": PAST_THE_END})
+    assert response.status_code == 400, response.text
+    assert _fields(response) == ["due_at"]
+    assert client.get(f"/tasks/{task['id']}").json()["version"] == task["version"]
+
+
+@pytest.mark.parametrize("name", ["due_before", "due_after"])
+def test_an_out_of_range_bound_is_a_400_naming_it(client: httpx.Client, name: str) -> None:
+    response = client.get("/tasks", params={name: PAST_THE_END})
+    assert response.status_code == 400, response.text
+    assert _fields(response) == [name]
+
+
+@pytest.mark.parametrize("key", [None, "year-one-key"])
+def test_the_first_instant_comes_back_with_its_zone(client: httpx.Client, key: str | None) -> None:
+    headers = {"Idempotency-Key": f"{key}-{uuid.uuid4()}"} if key else {}
+    created = client.post("/tasks", json={"title": "old", "due_at": "0001-01-01T00:00:00Z"}, headers=headers)
+    assert created.status_code == 201, created.text
+    fetched = client.get(f"/tasks/{created.json()['id']}").json()
+    listed = client.get("/tasks", params={"due_before": "0001-01-01T00:00:01Z"}).json()
+    for body in (created.json(), fetched, *listed):
+        assert body["due_at"] in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+00:00"), body
+        assert body["created_at"].endswith(("Z", "+00:00"))

@@ -1,17 +1,25 @@
-"""What goes on the wire: each ``task_events`` row as one Server-Sent Events message."""
+"""What goes on the wire: each ``task_events`` row as one Server-Sent Events message.
+
+Generic over the resources: each resource registers its kind and the Struct its GET answers with
+(``register_event_resource("task", TaskRead)``, from its package), and then ``<kind>.created`` and
+``<kind>.updated`` carry the row decoded into that Struct, ``<kind>.deleted`` its id and version.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-from backend.tasks.schemas import TaskRead
+# kind -> the Struct its rows decode into (the row has every column; fields the Struct lacks are ignored).
+_READ_TYPES: dict[str, type[msgspec.Struct]] = {}
 
-EventType = Literal["task.created", "task.updated", "task.deleted", "tasks.changed"]
-TASK_EVENTS = ("task.created", "task.updated")
+
+def register_event_resource(kind: str, read_type: type[msgspec.Struct]) -> None:
+    """Send ``<kind>.created/updated`` with the row as ``read_type``, and ``<kind>.deleted``."""
+    _READ_TYPES[kind] = read_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,27 +51,27 @@ PING = b": ping\n\n"
 # Sent first: the response starts at once (clients see the stream open) and says how soon to reconnect.
 HELLO = b"retry: 2000\n: connected\n\n"
 
-_TIMESTAMPS = ("completed_at", "due_at", "created_at", "updated_at")
 
-
-def _utc(task: TaskRead) -> TaskRead:
+def _utc(row: msgspec.Struct) -> msgspec.Struct:
     # row_to_json writes timestamps in the writing session's TimeZone (SQL run by hand may use any):
     # the API always answers in UTC.
-    for name in _TIMESTAMPS:
-        value: datetime | None = getattr(task, name)
-        if value is not None and value.utcoffset():
-            setattr(task, name, value.astimezone(UTC))
-    return task
+    for name in row.__struct_fields__:
+        value = getattr(row, name)
+        if isinstance(value, datetime) and value.utcoffset():
+            setattr(row, name, value.astimezone(UTC))
+    return row
 
 
 def encode(event_id: int, event_type: str, data: str | bytes) -> Message | None:
     """The message for one outbox row (``data`` is its JSON column); None for a type this version does
     not know (a newer instance may write one)."""
     body: dict[str, Any]
-    if event_type in TASK_EVENTS:
+    kind, _, change = event_type.partition(".")
+    read_type = _READ_TYPES.get(kind)
+    if read_type is not None and change in ("created", "updated"):
         # The row as the trigger saw it, decoded into the Struct GET answers with: the same format.
-        body = {"type": event_type, "task": _utc(msgspec.json.decode(data, type=TaskRead))}
-    elif event_type == "task.deleted":
+        body = {"type": event_type, kind: _utc(msgspec.json.decode(data, type=read_type))}
+    elif read_type is not None and change == "deleted":
         deleted = msgspec.json.decode(data, type=_Deleted)
         body = {"type": event_type, "id": deleted.id, "version": deleted.version}
     elif event_type == "tasks.changed":

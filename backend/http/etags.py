@@ -1,11 +1,16 @@
-"""ETags of versioned resources: the version, quoted (``"3"``), and the preconditions on them."""
+"""ETags of versioned resources: the version, quoted (``"3"``), the preconditions on them, and the
+response that carries one."""
 
 from __future__ import annotations
 
 import re
+from typing import Annotated, Protocol, TypeVar
 
+from litestar import Response
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import ValidationException
+from litestar.params import HeaderParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_304_NOT_MODIFIED
 
 from backend.http.headers import documented_header
 
@@ -21,6 +26,42 @@ def etag(version: int) -> str:
 
 
 ETAG_HEADER: ResponseHeader = documented_header("ETag", "The current version, quoted.", '"3"')
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        description='Apply only if the current ETag is one of these (e.g. `"3"`), else 412.',
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    HeaderParameter(name="If-None-Match", description="With the current ETag: 304 and no body."),
+]
+
+
+class Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+VersionedT = TypeVar("VersionedT", bound=Versioned)
+
+
+def with_etag(
+    item: VersionedT, status_code: int = HTTP_200_OK, location: str | None = None
+) -> Response[VersionedT]:
+    """``item`` as the response body, its ``ETag`` (and ``Location``, for a create) as headers."""
+    headers = {"ETag": etag(item.version)}
+    if location:
+        headers["Location"] = location
+    return Response(item, status_code=status_code, headers=headers)
+
+
+def unless_not_modified(item: VersionedT, if_none_match: str | None) -> Response[VersionedT]:
+    """304 without a body when ``If-None-Match`` names the current version, else the item with its ETag."""
+    if if_none_match and matches_current(if_none_match, item.version):
+        return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": etag(item.version)})  # type: ignore[arg-type]
+    return with_etag(item)
 
 
 def _tags(header: str, field: str) -> list[tuple[bool, int | None]]:

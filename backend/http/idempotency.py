@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 from litestar.types import ExceptionHandlersMap
 
 from backend.errors import problem
@@ -27,8 +27,8 @@ REPLAYED_HEADER = documented_header(
 )
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header=HEADER,
+    HeaderParameter(
+        name=HEADER,
         description="Makes a retry safe: the first request with a key is processed and its answer kept "
         "for 24 hours; the same key with the same body gets that answer again (with "
         "`Idempotent-Replayed: true`) and changes nothing. 1-255 printable ASCII characters; use a new "
@@ -37,7 +37,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def once(request: Request[Any, Any, Any], key: str | None) -> Once | None:
+async def request_once(request: Request[Any, Any, Any], key: str | None) -> Once | None:
     """The request's key and fingerprint (method, path and the body's JSON, key order aside); None
     without a key. A malformed key is a 400."""
     if key is None:
@@ -51,6 +51,13 @@ async def once(request: Request[Any, Any, Any], key: str | None) -> Once | None:
     canonical = msgspec.json.encode(msgspec.json.decode(await request.body()), order="sorted")
     digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + canonical).hexdigest()
     return Once(key, digest)
+
+
+async def provide_once(
+    request: Request[Any, Any, Any], idempotency_key: IdempotencyKey = None
+) -> Once | None:
+    """The ``once`` dependency of a handler that accepts ``Idempotency-Key`` (documented as its header)."""
+    return await request_once(request, idempotency_key)
 
 
 def _replayed(_: Request[Any, Any, Any], exc: Replayed) -> Response[bytes]:

@@ -19,6 +19,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
+from litestar.types import Method
 
 
 class SharedHandlerRoute(HTTPRouteHandler):
@@ -55,3 +56,8 @@ def patch(path: Path = None, **options: Any) -> SharedHandlerRoute:
 def delete(path: Path = None, **options: Any) -> SharedHandlerRoute:
     """Like ``litestar.delete`` (204 by default)."""
     return SharedHandlerRoute(path, http_method=HttpMethod.DELETE, **options)
+
+
+def route(path: Path = None, *, http_method: Sequence[Method], **options: Any) -> SharedHandlerRoute:
+    """Like ``litestar.route``: one handler serving several methods."""
+    return SharedHandlerRoute(path, http_method=http_method, **options)

@@ -10,26 +10,29 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response
 from litestar.dto import DTOData
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from backend.errors import problem_responses
-from backend.http.etags import ETAG_HEADER, etag, matches_current, parse_if_match
-from backend.http.headers import documented_header
-from backend.http.idempotency import REPLAYED_HEADER, IdempotencyKey, once
+from backend.http.etags import IfMatch, IfNoneMatch, parse_if_match, unless_not_modified, with_etag
+from backend.http.idempotency import REPLAYED_HEADER, IdempotencyKey, request_once
 from backend.http.paging import page_headers, paging_headers
 from backend.http.query import require_canonical
-from backend.http.routes import delete, get, patch, post, put
+from backend.http.resource_routes import create_route, delete_route, read_route, write_route
+from backend.http.routes import delete, get, post
 from backend.tasks.filters import FILTER_PARAMS, Status, TaskFilter
 from backend.tasks.models import Priority
 from backend.tasks.schemas import (
     TAG_MAX,
+    CompleteAllBody,
+    CompleteAllDTO,
     CompletedBody,
     CompletedDTO,
     DeletedCount,
     SortKey,
     TaskCreateDTO,
+    TaskMove,
+    TaskMoveDTO,
     TaskRead,
     TaskStats,
     TaskUpdateDTO,
@@ -39,26 +42,11 @@ from backend.tasks.schemas import (
 from backend.tasks.service import TaskService, task_location
 
 TaskId = Annotated[str, Parameter(description="The task's id (a UUID; anything else is a 404).")]
-IfMatch = Annotated[
-    str | None,
-    Parameter(
-        header="If-Match",
-        description='Apply only if the task\'s ETag is one of these (e.g. `"3"`), else 412.',
-    ),
-]
 _RFC3339 = "RFC 3339 timestamp with a zone, e.g. `2026-12-01T09:00:00Z` (encode `+` as `%2B`)."
 DueBound = Annotated[str | None, Parameter(schema_extra={"format": "date-time"})]
 MAX_OFFSET = 10_000_000
-_LOCATION = documented_header(
-    "Location", "The new task's URL.", "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21"
-)
-
-
-def _task(task: TaskRead, status_code: int = HTTP_200_OK, location: str | None = None) -> Response[TaskRead]:
-    headers = {"ETag": etag(task.version)}
-    if location:
-        headers["Location"] = location
-    return Response(task, status_code=status_code, headers=headers)
+_ONE = "/{task_id:str}"
+ListFilter = Annotated[str | None, Parameter(description="A list's id, or `inbox`: tasks in no list.")]
 
 
 class TaskController(Controller):
@@ -87,12 +75,18 @@ class TaskController(Controller):
         q: Annotated[str | None, Parameter(min_length=1, max_length=255)] = None,
         due_before: Annotated[DueBound, Parameter(description=_RFC3339 + " Exclusive.")] = None,
         due_after: Annotated[DueBound, Parameter(description=_RFC3339 + " Inclusive.")] = None,
+        list_id: Annotated[
+            str | None, Parameter(description="A list's id, or `inbox`: tasks in no list.")
+        ] = None,
+        parent_id: Annotated[
+            str | None, Parameter(description="A task's id: its subtasks; `none`: top-level tasks only.")
+        ] = None,
         sort: SortKey = "-created_at",
         limit: Annotated[int, Parameter(ge=1, le=200)] = 100,
         offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Response[list[TaskRead]]:
         require_canonical(request, integers=("limit", "offset"), booleans=("completed",))
-        f = TaskFilter.build(
+        query = TaskFilter.build(
             completed=completed,
             status=status,
             priority=priority,
@@ -100,23 +94,21 @@ class TaskController(Controller):
             q=q,
             due_before=due_before,
             due_after=due_after,
+            list_id=list_id,
+            parent_id=parent_id,
             sort=sort,
             limit=limit,
             offset=offset,
         )
-        items, total = await tasks.list_tasks(user_id, f)
+        items, total = await tasks.list_tasks(user_id, query)
         headers = page_headers(request, total=total, limit=limit, offset=offset, keep=FILTER_PARAMS)
         return Response(items, headers=headers)
 
-    @post(
-        "/",
+    @create_route(
+        "task",
+        "/api/u1/tasks/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21",
         summary="Create a task",
         dto=TaskCreateDTO,
-        return_dto=None,
-        status_code=HTTP_201_CREATED,
-        responses=problem_responses(409, 413, 415, 422),
-        response_description="The new task (or, for a repeated Idempotency-Key, the first answer again).",
-        response_headers=[_LOCATION, ETAG_HEADER, REPLAYED_HEADER],
     )
     async def create_task(
         self,
@@ -126,8 +118,8 @@ class TaskController(Controller):
         data: TaskWrite,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TaskRead]:
-        task = await tasks.add_task(user_id, data, await once(request, idempotency_key))
-        return _task(task, HTTP_201_CREATED, task_location(user_id, task.id))
+        task = await tasks.add_task(user_id, data, await request_once(request, idempotency_key))
+        return with_etag(task, HTTP_201_CREATED, task_location(user_id, task.id))
 
     @get(
         "/stats",
@@ -135,13 +127,13 @@ class TaskController(Controller):
         description="`overdue`: not completed and `due_at` in the past.",
         responses=problem_responses(),
     )
-    async def get_task_stats(self, tasks: TaskService, user_id: str) -> TaskStats:
-        return await tasks.stats(user_id)
+    async def get_task_stats(self, tasks: TaskService, user_id: str, list_id: ListFilter = None) -> TaskStats:
+        return await tasks.stats(user_id, list_id)
 
     @post(
         "/complete-all",
         summary="Set `completed` on every task of the caller",
-        dto=CompletedDTO,
+        dto=CompleteAllDTO,
         return_dto=None,
         status_code=HTTP_200_OK,
         responses=problem_responses(409, 413, 415, 422),
@@ -152,10 +144,11 @@ class TaskController(Controller):
         request: Request[Any, Any, Any],
         tasks: TaskService,
         user_id: str,
-        data: CompletedBody,
+        data: CompleteAllBody,
         idempotency_key: IdempotencyKey = None,
     ) -> UpdatedCount:
-        updated = await tasks.complete_all(user_id, data.completed, await once(request, idempotency_key))
+        once = await request_once(request, idempotency_key)
+        updated = await tasks.complete_all(user_id, data.completed, once, data.list_id)
         return UpdatedCount(updated=updated)
 
     @delete(
@@ -172,57 +165,31 @@ class TaskController(Controller):
         completed: Annotated[
             Literal["true"], Parameter(description="Must be `true`: only completed tasks go.")
         ],
+        list_id: ListFilter = None,
     ) -> DeletedCount:
-        return DeletedCount(deleted=await tasks.clear_completed(user_id))
+        return DeletedCount(deleted=await tasks.clear_completed(user_id, list_id))
 
-    @get(
-        "/{task_id:str}",
+    @read_route(
+        _ONE,
         summary="Get one task",
         description="`If-None-Match` with its current ETag gives 304 and no body.",
-        responses={**problem_responses(404), 304: ResponseSpec(None, description="Not modified")},
-        response_headers=[ETAG_HEADER],
     )
     async def get_task(
         self,
         tasks: TaskService,
         user_id: str,
         task_id: TaskId,
-        if_none_match: Annotated[str | None, Parameter(header="If-None-Match")] = None,
+        if_none_match: IfNoneMatch = None,
     ) -> Response[TaskRead]:
-        task = await tasks.get_task(user_id, task_id)
-        if if_none_match and matches_current(if_none_match, task.version):
-            return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": etag(task.version)})  # type: ignore[arg-type]
-        return _task(task)
+        return unless_not_modified(await tasks.get_task(user_id, task_id), if_none_match)
 
-    @put(
-        "/{task_id:str}",
-        summary="Update the fields given (same as PATCH)",
+    @write_route(
+        _ONE,
+        methods=("PATCH", "PUT"),
+        summary="Update the fields given (PATCH and PUT alike)",
         description="A field left out stays as it is; `null` clears `description` or `due_at`; "
         "an empty object changes nothing.",
         dto=TaskUpdateDTO,
-        return_dto=None,
-        responses=problem_responses(404, 412, 413, 415),
-        response_headers=[ETAG_HEADER],
-    )
-    async def replace_task(
-        self,
-        tasks: TaskService,
-        user_id: str,
-        task_id: TaskId,
-        data: DTOData[TaskWrite],
-        if_match: IfMatch = None,
-    ) -> Response[TaskRead]:
-        return _task(await tasks.update_task(user_id, task_id, data.as_builtins(), parse_if_match(if_match)))
-
-    @patch(
-        "/{task_id:str}",
-        summary="Update the fields given",
-        description="A field left out stays as it is; `null` clears `description` or `due_at`; "
-        "an empty object changes nothing.",
-        dto=TaskUpdateDTO,
-        return_dto=None,
-        responses=problem_responses(404, 412, 413, 415),
-        response_headers=[ETAG_HEADER],
     )
     async def update_task(
         self,
@@ -232,27 +199,40 @@ class TaskController(Controller):
         data: DTOData[TaskWrite],
         if_match: IfMatch = None,
     ) -> Response[TaskRead]:
-        return _task(await tasks.update_task(user_id, task_id, data.as_builtins(), parse_if_match(if_match)))
+        changes = data.as_builtins()
+        return with_etag(await tasks.update_task(user_id, task_id, changes, parse_if_match(if_match)))
 
-    @delete(
-        "/{task_id:str}",
-        summary="Delete a task",
-        status_code=HTTP_204_NO_CONTENT,
-        responses=problem_responses(404, 412),
-    )
+    @delete_route(_ONE, summary="Delete a task")
     async def delete_task(
         self, tasks: TaskService, user_id: str, task_id: TaskId, if_match: IfMatch = None
     ) -> None:
         await tasks.delete_task(user_id, task_id, parse_if_match(if_match))
 
-    @patch(
-        "/{task_id:str}/complete",
+    @write_route(
+        _ONE + "/move",
+        summary="Move a task right after a sibling",
+        description="`after` (required): the sibling to follow, null for first. `list_id`/`parent_id` "
+        "name the destination group (left out: the task's own). Moves that one task; a parent's "
+        "subtasks follow it to another list.",
+        dto=TaskMoveDTO,
+    )
+    async def move_task(
+        self,
+        tasks: TaskService,
+        user_id: str,
+        task_id: TaskId,
+        data: DTOData[TaskMove],
+        if_match: IfMatch = None,
+    ) -> Response[TaskRead]:
+        where = data.as_builtins()
+        return with_etag(await tasks.move_task(user_id, task_id, where, parse_if_match(if_match)))
+
+    @write_route(
+        _ONE + "/complete",
+        methods=("PATCH",),
         summary="Toggle `completed`, or set it",
         description='No body: toggle atomically. Body `{"completed": true|false}`: set it.',
         dto=CompletedDTO,
-        return_dto=None,
-        responses=problem_responses(404, 412, 413, 415),
-        response_headers=[ETAG_HEADER],
     )
     async def set_task_completion(
         self,
@@ -263,4 +243,4 @@ class TaskController(Controller):
         if_match: IfMatch = None,
     ) -> Response[TaskRead]:
         completed = None if data is None else data.completed
-        return _task(await tasks.set_completed(user_id, task_id, completed, parse_if_match(if_match)))
+        return with_etag(await tasks.set_completed(user_id, task_id, completed, parse_if_match(if_match)))

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
-from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import Boolean, Enum, Index, Integer, String, false, text
+from advanced_alchemy.types import GUID, DateTimeUTC
+from sqlalchemy import (
+    Boolean,
+    Enum,
+    FetchedValue,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,8 +47,41 @@ class Task(UUIDv7AuditBase):
     tags: Mapped[list[str]] = mapped_column(ARRAY(String(30)), default=list, server_default=text("'{}'"))
     due_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # NULL: the inbox. The list, the parent, and the rules between them are checked by the database
+    # (migration 0007): a subtask is in its parent's list, one level deep, all of one owner.
+    list_id: Mapped[UUID | None] = mapped_column(GUID(length=16), default=None)
+    parent_id: Mapped[UUID | None] = mapped_column(GUID(length=16), default=None)
+    # A fractional-index key among its siblings, compared byte by byte; left out, the database puts the
+    # task last in its group.
+    position: Mapped[str] = mapped_column(String(255, collation="C"), server_default=FetchedValue())
 
     __table_args__ = (
+        # The target of (parent_id, user_id): a parent is a task of the same owner.
+        UniqueConstraint("id", "user_id", name="uq_tasks_id_user_id"),
+        # Siblings never share a key (NULLs equal: the inbox is a group); lists a group in order, and
+        # serves per-list stats and bulk actions.
+        UniqueConstraint(
+            "user_id",
+            "list_id",
+            "parent_id",
+            "position",
+            name="uq_tasks_user_id_list_id_parent_id_position",
+            postgresql_nulls_not_distinct=True,
+        ),
+        # A parent's subtasks (its delete cascade, its move to another list); top-level tasks not indexed.
+        Index("ix_tasks_parent_id", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
+        ForeignKeyConstraint(
+            ["list_id", "user_id"],
+            ["lists.id", "lists.user_id"],
+            name="fk_tasks_list_id_lists",
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["parent_id", "user_id"],
+            ["tasks.id", "tasks.user_id"],
+            name="fk_tasks_parent_id_tasks",
+            ondelete="CASCADE",
+        ),
         # "This user's tasks, newest first", with id as the tie-breaker of the default sort.
         Index("ix_tasks_user_id_created_at_id", "user_id", "created_at", "id"),
         Index("ix_tasks_tags", "tags", postgresql_using="gin"),

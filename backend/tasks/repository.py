@@ -7,7 +7,6 @@ ORM bulk path: ~2 ms each), built and compiled once per shape (``backend.sql.Sql
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
@@ -18,47 +17,70 @@ from sqlalchemy import (
     ARRAY,
     Boolean,
     ColumnElement,
-    Integer,
     String,
     Table,
-    and_,
-    any_,
     bindparam,
     case,
     delete,
     func,
-    insert,
     literal,
     or_,
     select,
     update,
 )
 
-from backend.idempotency import KEY_CONSTRAINT, Once, StoredResponse, claim, key_insert, key_params, stored
-from backend.sql import DriverRepository, Sql
+from backend.data.ordering import move_statement
+from backend.data.repository import OwnedRepository
+from backend.data.statements import OwnedTable
+from backend.idempotency import Once, key_params, run_once, with_key
+from backend.lists.models import TaskList
+from backend.sql import Sql
 from backend.tasks.filters import TaskFilter
 from backend.tasks.models import Task
 from backend.tasks.schemas import TaskRead, TaskStats
 
 _t = cast("Table", Task.__table__)
-# The SELECT/RETURNING list, in TaskRead's field order, so a row becomes a TaskRead positionally.
-_COLUMNS = tuple(_t.c[name] for name in TaskRead.__struct_fields__)
-_OWNED = and_(_t.c.id == bindparam("task_id"), _t.c.user_id == bindparam("owner"))
-_OWNER = _t.c.user_id == bindparam("owner")
-_NOW = bindparam("now", type_=_t.c.updated_at.type)
-_IF_MATCH = _t.c.version == any_(bindparam("versions", type_=ARRAY(Integer)))
-_BUMP = {"version": _t.c.version + 1, "updated_at": _NOW}
 _COMPLETED = bindparam("completed", type_=Boolean())
 
 
 def _completed_at(completed: Any) -> ColumnElement[Any]:
     """``completed_at`` when ``completed`` is set: kept if it already was completed, now if it becomes so."""
-    return case((completed, case((_t.c.completed, _t.c.completed_at), else_=_NOW)), else_=None)
+    return case((completed, case((_t.c.completed, _t.c.completed_at), else_=TASKS.now)), else_=None)
 
 
-def _guarded(statement: Any, if_match: bool) -> Any:
-    # The version check rides in the same statement as the write: no window between them.
-    return statement.where(_IF_MATCH) if if_match else statement
+def _derived(values: dict[str, Any]) -> None:
+    if "completed" in values:
+        values["completed_at"] = _completed_at(values["completed"])
+
+
+# The SELECT/RETURNING list follows TaskRead's field order, so a row becomes a TaskRead positionally.
+TASKS = OwnedTable(
+    _t,
+    TaskRead.__struct_fields__,
+    "task_id",
+    derived=_derived,
+    client_timestamps=("due_at",),
+    # A new task's place among its siblings, and a subtask's list (its parent's), are the database's.
+    decided_on_insert=("list_id", "position"),
+)
+_MOVE = move_statement(_t, TASKS.columns, ("list_id", "parent_id"))
+_CALLERS = TASKS.callers_rows
+_l = cast("Table", TaskList.__table__)
+_PARENT_LIST = Sql.of(
+    select(_t.c.list_id).where(_t.c.id == bindparam("parent_id", type_=_t.c.id.type), _CALLERS)
+)
+# What a list_id or parent_id filter may name: a list of the caller's; a top-level task of the caller's.
+_GROUP_EXISTS = {
+    "list_id": Sql.of(
+        select(literal(1)).where(_l.c.id == bindparam("list_id"), _l.c.user_id == bindparam("owner"))
+    ),
+    "parent_id": Sql.of(
+        select(literal(1)).where(
+            _t.c.id == bindparam("parent_id", type_=_t.c.id.type), _CALLERS, _t.c.parent_id.is_(None)
+        )
+    ),
+}
+_COLUMNS = TASKS.columns
 
 
 def _locked_in_order(*where: ColumnElement[bool]) -> Any:
@@ -71,93 +93,89 @@ def _locked_in_order(*where: ColumnElement[bool]) -> Any:
     return select(_t.c.id).where(*where).order_by(_t.c.id).with_for_update().scalar_subquery()
 
 
-_GET = Sql.of(select(*_COLUMNS).where(_OWNED))
-_EXISTS = Sql.of(select(literal(1)).where(_OWNED))
-# The quota check rides in the insert: past ``max_tasks`` the statement inserts nothing.
-_INSERT_STATEMENT = (
-    insert(_t)
-    .from_select(
-        [c.name for c in _COLUMNS],
-        select(*(bindparam(c.name, type_=c.type) for c in _COLUMNS)).where(
-            select(func.count()).select_from(_t).where(_OWNER).scalar_subquery() < bindparam("max_tasks")
-        ),
-    )
-    .returning(*_COLUMNS)
-)
-_INSERT = Sql.of(_INSERT_STATEMENT)
-_DELETE = {m: Sql.of(_guarded(delete(_t).where(_OWNED), m).returning(_t.c.version)) for m in (False, True)}
+def in_group(column: str, kind: object) -> list[ColumnElement[bool]]:
+    """The filter on ``list_id`` or ``parent_id``: none, the null group (inbox, top level), or an id."""
+    if kind is None:
+        return []
+    if kind == "id":
+        return [_t.c[column] == bindparam(column, type_=_t.c[column].type)]
+    return [_t.c[column].is_(None)]
+
+
 _TOGGLE = {
     m: Sql.of(
-        _guarded(update(_t).where(_OWNED), m)
-        .values(completed=~_t.c.completed, completed_at=case((_t.c.completed, None), else_=_NOW), **_BUMP)
-        .returning(*_COLUMNS)
+        TASKS.update(
+            {"completed": ~_t.c.completed, "completed_at": case((_t.c.completed, None), else_=TASKS.now)}, m
+        )
     )
     for m in (False, True)
 }
-STATS = Sql.of(
-    select(
-        func.count(),
-        func.count().filter(_t.c.completed),
-        func.count().filter(~_t.c.completed, _t.c.due_at < _NOW),
-    ).where(_OWNER)
-)
-_SET_COMPLETED_ALL_STATEMENT = (
-    update(_t)
-    .where(_OWNER, _t.c.id.in_(_locked_in_order(_OWNER, _t.c.completed != _COMPLETED)))
-    .values(completed=_COMPLETED, completed_at=_completed_at(_COMPLETED), **_BUMP)
-)
-SET_COMPLETED_ALL = Sql.of(_SET_COMPLETED_ALL_STATEMENT)
-DELETE_COMPLETED = Sql.of(delete(_t).where(_OWNER, _t.c.id.in_(_locked_in_order(_OWNER, _t.c.completed))))
-
-
-def _with_key(change: Any, key_row: Callable[[Any], Any], result: Callable[[Any], Any]) -> Sql:
-    """``change`` and the row of its Idempotency-Key as one statement: both happen, or neither.
-
-    ``key_row(changed)`` is what the key row is made from (one row: none when nothing may be stored).
-    """
-    changed = change.cte("changed")
-    source, body = key_row(changed)
-    return Sql.of(result(changed).add_cte(key_insert(source, body)))
 
 
 def _count(changed: Any) -> Any:
     return select(func.count()).select_from(changed).scalar_subquery()
 
 
-_INSERT_ONCE = _with_key(
-    _INSERT_STATEMENT,
-    # The task's row, when the quota let it in; the body was built before (every value is known).
-    key_row=lambda changed: (changed, bindparam("body", type_=String())),
-    result=lambda changed: select(*changed.c),
-)
-_SET_COMPLETED_ALL_ONCE = _with_key(
-    _SET_COMPLETED_ALL_STATEMENT.returning(_t.c.id),
-    # One row whatever the count; the stored body is the one the API sends: {"updated":N}.
-    key_row=lambda changed: (select(literal(1)).subquery(), func.concat('{"updated":', _count(changed), "}")),
-    result=lambda changed: select(_count(changed)),
-)
+# Per list filter (None: every task; "inbox"; "id": the list :list_id), the bulk statements.
+_KINDS: tuple[str | None, ...] = (None, "inbox", "id")
+_STATS = {
+    kind: Sql.of(
+        select(
+            func.count(),
+            func.count().filter(_t.c.completed),
+            func.count().filter(~_t.c.completed, _t.c.due_at < TASKS.now),
+        ).where(_CALLERS, *in_group("list_id", kind))
+    )
+    for kind in _KINDS
+}
 
 
-@lru_cache(maxsize=256)
-def _update_sql(fields: tuple[str, ...], if_match: bool) -> Sql:
-    values: dict[str, Any] = {f: bindparam(f"v_{f}", type_=_t.c[f].type) for f in fields}
-    if "completed" in fields:
-        values["completed_at"] = _completed_at(bindparam("v_completed", type_=_t.c.completed.type))
-    return Sql.of(_guarded(update(_t).where(_OWNED), if_match).values(**values, **_BUMP).returning(*_COLUMNS))
+def _set_completed_all(kind: object) -> Any:
+    changing = [_CALLERS, *in_group("list_id", kind), _t.c.completed != _COMPLETED]
+    return (
+        update(_t)
+        .where(_CALLERS, _t.c.id.in_(_locked_in_order(*changing)))
+        .values(completed=_COMPLETED, completed_at=_completed_at(_COMPLETED), **TASKS.bump)
+    )
+
+
+_SET_COMPLETED_ALL = {kind: Sql.of(_set_completed_all(kind)) for kind in _KINDS}
+_SET_COMPLETED_ALL_ONCE = {
+    kind: with_key(
+        _set_completed_all(kind).returning(_t.c.id),
+        # One row whatever the count; the stored body is the one the API sends: {"updated":N}.
+        key_row=lambda changed: (
+            select(literal(1)).subquery(),
+            func.concat('{"updated":', _count(changed), "}"),
+        ),
+        result=lambda changed: select(_count(changed)),
+    )
+    for kind in _KINDS
+}
+_DELETE_COMPLETED = {
+    kind: Sql.of(
+        delete(_t).where(
+            _CALLERS, _t.c.id.in_(_locked_in_order(_CALLERS, *in_group("list_id", kind), _t.c.completed))
+        )
+    )
+    for kind in _KINDS
+}
+# Every task of the caller (what the listing tests explain).
+STATS, SET_COMPLETED_ALL, DELETE_COMPLETED = _STATS[None], _SET_COMPLETED_ALL[None], _DELETE_COMPLETED[None]
 
 
 DEEP_OFFSET = 500
 
 
-def list_statements(f: TaskFilter) -> tuple[Sql, Sql]:
-    """The page and count statements for ``f``'s combination of filters and sort."""
-    return _list_statements(f.shape, f.sort, f.offset >= DEEP_OFFSET)
+def list_statements(query: TaskFilter) -> tuple[Sql, Sql]:
+    """The page and count statements for ``query``'s combination of filters and sort."""
+    return _list_statements(query.shape, query.sort, query.offset >= DEEP_OFFSET)
 
 
 @lru_cache(maxsize=2048)
-def _list_statements(shape: tuple[bool, ...], sort: str, deep: bool) -> tuple[Sql, Sql]:
-    has_completed, has_priority, has_tag, has_q, has_before, has_after = shape
-    where: list[ColumnElement[bool]] = [_OWNER]
+def _list_statements(shape: tuple[object, ...], sort: str, deep: bool) -> tuple[Sql, Sql]:
+    has_completed, has_priority, has_tag, has_q, has_before, has_after, in_list, under = shape
+    where = [_CALLERS, *in_group("list_id", in_list), *in_group("parent_id", under)]
     if has_completed:
         where.append(_t.c.completed == _COMPLETED)
     if has_priority:
@@ -187,7 +205,7 @@ def _list_statements(shape: tuple[bool, ...], sort: str, deep: bool) -> tuple[Sq
     page = (
         select(total, *_COLUMNS)
         .select_from(_t.join(ids_page, _t.c.id == ids_page.c.id))
-        .where(_OWNER)
+        .where(_CALLERS)
         .order_by(*_order(sort))
     )
     return Sql.of(page), Sql.of(count)
@@ -203,96 +221,86 @@ def _order(sort: str) -> list[Any]:
     return [key, _t.c.id.desc() if descending else _t.c.id.asc()]
 
 
-class TaskRepository(DriverRepository[Task]):
+class TaskRepository(OwnedRepository[Task, TaskRead]):
     """Tasks, always of one owner. ``None`` or ``False`` where no such task is the owner's."""
 
     model_type = Task
+    owned = TASKS
+    read_type = TaskRead
 
-    async def fetch_task(self, user_id: str, task_id: UUID) -> TaskRead | None:
-        row = await self.fetch_row(_GET, {"task_id": task_id, "owner": user_id})
-        return None if row is None else TaskRead(*row)
-
-    async def task_exists(self, user_id: str, task_id: UUID) -> bool:
-        return await self.fetch_row(_EXISTS, {"task_id": task_id, "owner": user_id}) is not None
-
-    async def insert_task(self, values: dict[str, Any], max_tasks: int) -> TaskRead | None:
-        """The new task; None when its owner already holds ``max_tasks``."""
-        row = await self.fetch_row(_INSERT, {**values, "owner": values["user_id"], "max_tasks": max_tasks})
-        return None if row is None else TaskRead(*row)
-
-    async def insert_task_once(
-        self, values: dict[str, Any], max_tasks: int, once: Once, response: StoredResponse
-    ) -> bool:
-        """Insert the task and store ``response`` under ``once``'s key, in one statement; False when the
-        quota refused it (then nothing is stored). Raises the key's outcome when it was used before."""
-        owner = values["user_id"]
-        params = {**values, "owner": owner, "max_tasks": max_tasks, "body": response.body}
-        params.update(key_params(owner, once, response.status_code, response.location, response.etag))
-        return await self._once(owner, once, _INSERT_ONCE, params) is not None
-
-    async def set_completed_all_once(self, user_id: str, completed: bool, now: datetime, once: Once) -> int:
+    async def set_completed_all_once(
+        self, user_id: str, completed: bool, now: datetime, once: Once, in_list: UUID | str | None = None
+    ) -> int:
         params = {"owner": user_id, "completed": completed, "now": now, **key_params(user_id, once, 200)}
-        return int(await self._once(user_id, once, _SET_COMPLETED_ALL_ONCE, params))
-
-    async def _once(self, user_id: str, once: Once, sql: Sql, params: dict[str, Any]) -> Any:
-        try:
-            async with self.transaction():
-                await claim(self, user_id, once)
-                return await self.fetch_value(sql, params)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != KEY_CONSTRAINT:
-                raise
-        # Another request with this key committed between our lock and our insert: its answer is ours.
-        raise await stored(self, user_id, once)
-
-    async def update_task(
-        self,
-        user_id: str,
-        task_id: UUID,
-        changes: dict[str, Any],
-        now: datetime,
-        if_match: tuple[int, ...] | None,
-    ) -> TaskRead | None:
-        """Apply ``changes`` (column -> value) and bump the version, if the task matches ``if_match``."""
-        params = {f"v_{k}": v for k, v in changes.items()}
-        params.update(task_id=task_id, owner=user_id, now=now, versions=list(if_match or ()))
-        row = await self.fetch_row(_update_sql(tuple(sorted(changes)), if_match is not None), params)
-        return None if row is None else TaskRead(*row)
+        sql = _SET_COMPLETED_ALL_ONCE[_kind(in_list)]
+        return int((await run_once(self, user_id, once, sql, {**params, "list_id": _id(in_list)}))[0])
 
     async def toggle_task(
         self, user_id: str, task_id: UUID, now: datetime, if_match: tuple[int, ...] | None
     ) -> TaskRead | None:
         params = {"task_id": task_id, "owner": user_id, "now": now, "versions": list(if_match or ())}
-        row = await self.fetch_row(_TOGGLE[if_match is not None], params)
-        return None if row is None else TaskRead(*row)
+        return self._read(await self.fetch_row(_TOGGLE[if_match is not None], params))
 
-    async def delete_task(self, user_id: str, task_id: UUID, if_match: tuple[int, ...] | None) -> int | None:
-        """The deleted task's version."""
-        params = {"task_id": task_id, "owner": user_id, "versions": list(if_match or ())}
-        row = await self.fetch_row(_DELETE[if_match is not None], params)
-        return None if row is None else int(row[0])
+    async def move_task(
+        self,
+        user_id: str,
+        task_id: UUID,
+        where: dict[str, Any],
+        now: datetime,
+        if_match: tuple[int, ...] | None,
+    ) -> TaskRead:
+        """Place the task right after ``where["after"]`` in the group ``where`` names (a key left out: as
+        it is), in one round trip; the database refuses what breaks a rule (``backend.data.ordering``)."""
+        params = {"owner": user_id, "target": task_id, "after": where["after"], "now": now}
+        params["versions"] = None if if_match is None else list(if_match)
+        for name in ("list_id", "parent_id"):
+            params[f"{name}_given"], params[name] = name in where, where.get(name)
+        return TaskRead(*cast("asyncpg.Record", await self.fetch_row(_MOVE, params)))
 
-    async def page(self, user_id: str, f: TaskFilter) -> tuple[list[TaskRead], int]:
+    async def parent_list(self, user_id: str, parent_id: UUID) -> UUID | None:
+        """The list of the caller's task ``parent_id`` (None: inbox, or no such task)."""
+        row = await self.fetch_row(_PARENT_LIST, {"owner": user_id, "parent_id": parent_id})
+        return None if row is None else cast("UUID | None", row[0])
+
+    async def group_exists(self, user_id: str, field: str, group_id: UUID) -> bool:
+        """Whether ``group_id`` names a list (``list_id``) or a would-be parent (``parent_id``) of theirs."""
+        return await self.fetch_row(_GROUP_EXISTS[field], {"owner": user_id, field: group_id}) is not None
+
+    async def page(self, user_id: str, query: TaskFilter) -> tuple[list[TaskRead], int]:
         """One page of the filter and the number of tasks matching it."""
-        page_sql, count_sql = list_statements(f)
-        params = f.params(user_id)
+        page_sql, count_sql = list_statements(query)
+        params = query.params(user_id)
         rows = await self.fetch_rows(page_sql, params)
         if rows:
             total = int(rows[0][0])
-        elif f.offset == 0:
+        elif query.offset == 0:
             total = 0
         else:
             total = int(await self.fetch_value(count_sql, params))
         return [TaskRead(*r[1:]) for r in rows], total
 
-    async def stats(self, user_id: str, now: datetime) -> TaskStats:
+    async def stats(self, user_id: str, now: datetime, in_list: UUID | str | None = None) -> TaskStats:
+        params = {"owner": user_id, "now": now, "list_id": _id(in_list)}
         total, completed, overdue = cast(
-            "tuple[int, int, int]", await self.fetch_row(STATS, {"owner": user_id, "now": now})
+            "tuple[int, int, int]", await self.fetch_row(_STATS[_kind(in_list)], params)
         )
         return TaskStats(total=total, completed=completed, active=total - completed, overdue=overdue)
 
-    async def set_completed_all(self, user_id: str, completed: bool, now: datetime) -> int:
-        return await self.write(SET_COMPLETED_ALL, {"owner": user_id, "completed": completed, "now": now})
+    async def set_completed_all(
+        self, user_id: str, completed: bool, now: datetime, in_list: UUID | str | None = None
+    ) -> int:
+        params = {"owner": user_id, "completed": completed, "now": now, "list_id": _id(in_list)}
+        return await self.write(_SET_COMPLETED_ALL[_kind(in_list)], params)
 
-    async def delete_completed(self, user_id: str) -> int:
-        return await self.write(DELETE_COMPLETED, {"owner": user_id})
+    async def delete_completed(self, user_id: str, in_list: UUID | str | None = None) -> int:
+        params = {"owner": user_id, "list_id": _id(in_list)}
+        return await self.write(_DELETE_COMPLETED[_kind(in_list)], params)
+
+
+def _kind(in_list: UUID | str | None) -> str | None:
+    """The statement variant of a list filter: none, "inbox", or "id"."""
+    return "id" if isinstance(in_list, UUID) else in_list
+
+
+def _id(in_list: UUID | str | None) -> UUID | None:
+    return in_list if isinstance(in_list, UUID) else None

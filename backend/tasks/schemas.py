@@ -8,14 +8,15 @@ from uuid import UUID
 
 import msgspec
 from litestar.dto import DTOConfig
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from backend.http.dto import FieldErrors, StrictMsgspecDTO
+from backend.http.fields import check_text, clean_name, doc, in_utc
 from backend.tasks.models import Priority
 
 SortKey = Literal[
     "-created_at", "created_at", "-updated_at", "updated_at", "-due_at", "due_at",
-    "-priority", "priority", "-title", "title",
+    "-priority", "priority", "-title", "title", "-position", "position",
 ]  # fmt: skip
 SORTABLE = tuple(k for k in get_args(SortKey) if not k.startswith("-"))
 TITLE_MAX = 255
@@ -24,21 +25,12 @@ TAG_MAX = 30
 TAGS_MAX = 10
 
 
-def _doc(description: str, example: Any = None, **extra: Any) -> Meta:
-    schema: dict[str, Any] = {"description": description}
-    if example is not None:
-        schema["examples"] = [example]
-    if extra:
-        schema["extra"] = extra
-    return Meta(extra_json_schema=schema)
-
-
 # Lengths are checked after trimming (in __post_init__), so they are documented rather than enforced here.
-Title = Annotated[str, _doc("Trimmed; 1-255 characters.", "Buy milk", min_length=1, max_length=TITLE_MAX)]
-Description = Annotated[str, _doc("At most 1000 characters.", "Two litres", max_length=DESCRIPTION_MAX)]
+Title = Annotated[str, doc("Trimmed; 1-255 characters.", "Buy milk", min_length=1, max_length=TITLE_MAX)]
+Description = Annotated[str, doc("At most 1000 characters.", "Two litres", max_length=DESCRIPTION_MAX)]
 Tags = Annotated[
     list[str],
-    _doc(
+    doc(
         "At most 10 distinct tags of 1-30 characters; stored trimmed and lower-cased.",
         ["home"],
         max_items=TAGS_MAX,
@@ -46,30 +38,15 @@ Tags = Annotated[
         items={"type": "string", "minLength": 1, "maxLength": TAG_MAX},
     ),
 ]
-DueAt = Annotated[datetime, Meta(tz=True), _doc("RFC 3339 timestamp with a zone.", "2026-11-30T17:00:00Z")]
-
-
-def _check_text(errors: FieldErrors, field: str, value: str) -> bool:
-    # PostgreSQL text cannot hold NUL; reject it here rather than fail in the driver.
-    if "\x00" in value:
-        errors.add(field, "must not contain NUL characters")
-        return False
-    return True
+DueAt = Annotated[datetime, Meta(tz=True), doc("RFC 3339 timestamp with a zone.", "2026-11-30T17:00:00Z")]
 
 
 def clean_title(errors: FieldErrors, value: str) -> str:
-    title = value.strip()
-    if not _check_text(errors, "title", title):
-        return title
-    if not title:
-        errors.add("title", "must not be blank")
-    elif len(title) > TITLE_MAX:
-        errors.add("title", f"must be at most {TITLE_MAX} characters after trimming")
-    return title
+    return clean_name(errors, "title", value, TITLE_MAX)
 
 
 def clean_description(errors: FieldErrors, value: str | None) -> str | None:
-    if value is None or not _check_text(errors, "description", value):
+    if value is None or not check_text(errors, "description", value):
         return value
     if len(value) > DESCRIPTION_MAX:
         errors.add("description", f"must be at most {DESCRIPTION_MAX} characters")
@@ -82,7 +59,7 @@ def clean_tags(errors: FieldErrors, value: list[str]) -> list[str]:
         errors.add("tags", f"must hold at most {TAGS_MAX} tags")
     for i, tag in enumerate(tags):
         field = f"tags[{i}]"
-        if _check_text(errors, field, tag) and not 1 <= len(tag) <= TAG_MAX:
+        if check_text(errors, field, tag) and not 1 <= len(tag) <= TAG_MAX:
             errors.add(field, f"must be 1-{TAG_MAX} characters after trimming")
     if len(set(tags)) != len(tags):
         errors.add("tags", "must be distinct (compared trimmed and lower-cased)")
@@ -99,11 +76,20 @@ class TaskWrite(Struct, kw_only=True):
     title: Title
     description: Description | None = None
     completed: Annotated[
-        bool, _doc("Done or not. Setting true sets completed_at; false clears it.", False)
+        bool, doc("Done or not. Setting true sets completed_at; false clears it.", False)
     ] = False
-    priority: Annotated[Priority, _doc("low, medium or high.", "high")] = Priority.MEDIUM
+    priority: Annotated[Priority, doc("low, medium or high.", "high")] = Priority.MEDIUM
     tags: Tags = msgspec.field(default_factory=list)
     due_at: DueAt | None = None
+    # Left out (UNSET) is not null: a subtask left without list_id goes in its parent's list, while an
+    # explicit null (the inbox) beside a parent in a list is refused.
+    list_id: Annotated[
+        UUID | UnsetType | None,
+        doc("The list it goes in; null: the inbox. A subtask is always in its parent's list.", None),
+    ] = UNSET
+    parent_id: Annotated[
+        UUID | None, doc("The task it is a step of (one level only); null: a top-level task.", None)
+    ] = None
 
     def __post_init__(self) -> None:
         fields = {
@@ -114,6 +100,7 @@ class TaskWrite(Struct, kw_only=True):
         }
         cleaned = self.clean(fields)
         self.title, self.description, self.tags = cleaned["title"], cleaned["description"], cleaned["tags"]
+        self.due_at = cleaned["due_at"]
 
     @classmethod
     def clean(cls, fields: dict[str, Any]) -> dict[str, Any]:
@@ -126,10 +113,9 @@ class TaskWrite(Struct, kw_only=True):
             cleaned["description"] = clean_description(errors, fields["description"])
         if "tags" in fields:
             cleaned["tags"] = clean_tags(errors, fields["tags"])
-        # Checked here too: the DTO's transfer model does not carry msgspec's ``tz`` constraint over.
-        due_at = fields.get("due_at")
-        if isinstance(due_at, datetime) and due_at.tzinfo is None:
-            errors.add("due_at", "must be an RFC 3339 timestamp with a zone (Z or +01:00)")
+        if "due_at" in fields:
+            # Zone checked here too: the DTO's transfer model does not carry msgspec's ``tz`` over.
+            cleaned["due_at"] = in_utc(errors, "due_at", fields["due_at"])
         errors.raise_if_any()
         return cleaned
 
@@ -137,45 +123,79 @@ class TaskWrite(Struct, kw_only=True):
 class CompletedBody(Struct, forbid_unknown_fields=True):
     """Set ``completed`` explicitly."""
 
-    completed: Annotated[bool, _doc("The value to set.", True)]
+    completed: Annotated[bool, doc("The value to set.", True)]
+
+
+class TaskMove(Struct, kw_only=True):
+    """Where to put a task: right after the sibling ``after`` (null: first), in the group ``list_id`` and
+    ``parent_id`` name (each left out: as it is now)."""
+
+    after: Annotated[UUID | None, doc("The sibling to follow, or null to go first. Required.", None)] = None
+    list_id: Annotated[
+        UUID | None, doc("The destination list; null: the inbox. Left out: unchanged.", None)
+    ] = None
+    parent_id: Annotated[
+        UUID | None, doc("The destination parent; null: top level. Left out: unchanged.", None)
+    ] = None
+
+    @classmethod
+    def clean(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        errors = FieldErrors()
+        if "after" not in fields:
+            errors.add("after", "is required: the sibling to follow, or null to go first")
+        errors.raise_if_any()
+        return fields
+
+
+class CompleteAllBody(Struct, forbid_unknown_fields=True):
+    """Set ``completed`` on every task of the caller, or of one list."""
+
+    completed: Annotated[bool, doc("The value to set.", True)]
+    list_id: Annotated[str | None, doc("Only the tasks of this list (its id), or `inbox`.", "inbox")] = None
 
 
 class TaskRead(Struct):
-    """A task as the API returns it. Field order matches the service's SELECT list."""
+    """A task as the API returns it. The repository's SELECT list follows this field order (a row becomes
+    a TaskRead positionally)."""
 
     id: Annotated[
-        UUID, _doc("Time-ordered UUIDv7, chosen by the server.", "0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21")
+        UUID, doc("Time-ordered UUIDv7, chosen by the server.", "0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b21")
     ]
-    user_id: Annotated[str, _doc("The owner: the token's subject.", "k3JZ8cQ1vO2p")]
+    user_id: Annotated[str, doc("The owner: the token's subject.", "k3JZ8cQ1vO2p")]
     title: Title
     description: Description | None
-    completed: Annotated[bool, _doc("Done or not.", False)]
+    completed: Annotated[bool, doc("Done or not.", False)]
     completed_at: Annotated[
-        datetime | None, _doc("When the task became completed; null when it is not.", None)
+        datetime | None, doc("When the task became completed; null when it is not.", None)
     ]
-    priority: Annotated[Priority, _doc("low < medium < high.", "medium")]
-    tags: Annotated[list[str], _doc("Trimmed and lower-cased.", ["home"])]
-    due_at: Annotated[datetime | None, _doc("RFC 3339, UTC.", "2026-11-30T17:00:00Z")]
-    created_at: Annotated[datetime, _doc("RFC 3339, UTC.", "2026-11-21T10:00:00Z")]
+    priority: Annotated[Priority, doc("low < medium < high.", "medium")]
+    tags: Annotated[list[str], doc("Trimmed and lower-cased.", ["home"])]
+    due_at: Annotated[datetime | None, doc("RFC 3339, UTC.", "2026-11-30T17:00:00Z")]
+    created_at: Annotated[datetime, doc("RFC 3339, UTC.", "2026-11-21T10:00:00Z")]
     updated_at: Annotated[
-        datetime, _doc("RFC 3339, UTC; changes on every modification.", "2026-11-21T10:00:00Z")
+        datetime, doc("RFC 3339, UTC; changes on every modification.", "2026-11-21T10:00:00Z")
     ]
-    version: Annotated[int, _doc("Starts at 1, +1 on every change; the ETag is its quoted value.", 1)]
+    version: Annotated[int, doc("Starts at 1, +1 on every change; the ETag is its quoted value.", 1)]
+    list_id: Annotated[UUID | None, doc("The list it is in; null: the inbox.", None)]
+    parent_id: Annotated[UUID | None, doc("The task it is a subtask of; null: a top-level task.", None)]
+    position: Annotated[
+        str, doc("Its place among its siblings (same list_id and parent_id), compared byte by byte.", "a0")
+    ]
 
 
 class TaskStats(Struct):
-    total: Annotated[int, _doc("All the caller's tasks.", 12)]
-    completed: Annotated[int, _doc("Completed tasks.", 5)]
-    active: Annotated[int, _doc("Not completed.", 7)]
-    overdue: Annotated[int, _doc("Not completed and due in the past.", 2)]
+    total: Annotated[int, doc("All the caller's tasks.", 12)]
+    completed: Annotated[int, doc("Completed tasks.", 5)]
+    active: Annotated[int, doc("Not completed.", 7)]
+    overdue: Annotated[int, doc("Not completed and due in the past.", 2)]
 
 
 class UpdatedCount(Struct):
-    updated: Annotated[int, _doc("Tasks whose `completed` changed.", 3)]
+    updated: Annotated[int, doc("Tasks whose `completed` changed.", 3)]
 
 
 class DeletedCount(Struct):
-    deleted: Annotated[int, _doc("Completed tasks deleted.", 4)]
+    deleted: Annotated[int, doc("Completed tasks deleted.", 4)]
 
 
 class TaskCreateDTO(StrictMsgspecDTO[TaskWrite]):
@@ -188,6 +208,16 @@ class TaskUpdateDTO(StrictMsgspecDTO[TaskWrite]):
     """The fields to change (``DTOData``): a field left out stays as it is, ``null`` clears a nullable one."""
 
     config = DTOConfig(partial=True, forbid_unknown_fields=True)
+
+
+class TaskMoveDTO(StrictMsgspecDTO[TaskMove]):
+    """The move's body (``DTOData``): ``list_id``/``parent_id`` left out keep the task's group."""
+
+    config = DTOConfig(partial=True, forbid_unknown_fields=True)
+
+
+class CompleteAllDTO(StrictMsgspecDTO[CompleteAllBody]):
+    config = DTOConfig(forbid_unknown_fields=True)
 
 
 class CompletedDTO(StrictMsgspecDTO[CompletedBody]):

@@ -1,49 +1,45 @@
 """The rules of tasks: ids, versions, completion times, If-Match, the per-user quota.
 
 ``TaskService`` is Advanced Alchemy's service around a ``TaskRepository``, built per request by AA's
-Litestar provider on the request's session. Every inherited method (``count``, ``get_one_or_none``,
-``list``...) works as usual; the methods below are the API's paths.
+Litestar provider on the request's session. AA's inherited reads (``count``, ``get_one_or_none``,
+``list``...) work as usual; its inherited writes are unreachable (``DriverService``): the methods below
+are the only way to change a task.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, NoReturn
-from urllib.parse import quote
+from typing import Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
-from advanced_alchemy.exceptions import NotFoundError
-from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from litestar.exceptions import ClientException
-from litestar.status_codes import HTTP_409_CONFLICT
+from litestar.exceptions import ValidationException
+from msgspec import UNSET
 from uuid_utils.compat import uuid7
 
+from backend.data.service import DriverService
+from backend.data.statements import PENDING
 from backend.errors import VersionMismatch
+from backend.http.dto import FieldErrors
 from backend.http.etags import etag
+from backend.http.headers import location
 from backend.idempotency import Once, StoredResponse
-from backend.tasks.filters import TaskFilter
+from backend.tasks.filters import INBOX, TaskFilter, group_filter
 from backend.tasks.models import Priority, Task
-from backend.tasks.repository import TaskRepository
+from backend.tasks.repository import TASKS, TaskRepository
 from backend.tasks.schemas import TaskRead, TaskStats, TaskWrite
 
-DEFAULT_MAX_TASKS = 100_000
-MAX_TASKS_INFO_KEY = "tasks_max_per_user"
 
-
-class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
+class TaskService(DriverService[Task, TaskRepository]):
     """Tasks of one user at a time."""
 
     repository_type = TaskRepository
-
-    @property
-    def max_tasks(self) -> int:
-        # Per app, through the session's ``info`` (``backend.db``): AA's provider builds the service
-        # from the session alone.
-        return int(self.repository.session.info.get(MAX_TASKS_INFO_KEY, DEFAULT_MAX_TASKS))
+    noun = "Task"
+    quota = 100_000
 
     async def get_task(self, user_id: str, task_id: str) -> TaskRead:
-        return await self.repository.fetch_task(user_id, _parse_id(task_id)) or _not_found()
+        return await self.repository.fetch_owned(user_id, self.parse_id(task_id)) or self.not_found()
 
     async def add_task(self, user_id: str, data: TaskWrite, once: Once | None = None) -> TaskRead:
         """The new task. With ``once``, at most one task per key: a retry gets the first answer."""
@@ -61,40 +57,36 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
             "created_at": now,
             "updated_at": now,
             "version": 1,
+            "list_id": None if data.list_id is UNSET else data.list_id,
+            "parent_id": data.parent_id,
+            "position": None,  # the database places it last among its siblings
         }
-        task: TaskRead | None
-        if once is None:
-            task = await self.repository.insert_task(values, self.max_tasks)
-        else:
-            # The answer is stored with the insert, so it is built first: every value is known here
-            # (due_at as the database returns it, in UTC), and the first answer is that same one.
-            due_at = data.due_at and data.due_at.astimezone(UTC)
-            task = TaskRead(**{**values, "priority": data.priority, "due_at": due_at})
-            response = StoredResponse(
-                201, msgspec.json.encode(task).decode(), task_location(user_id, task.id), etag(1)
-            )
-            if not await self.repository.insert_task_once(values, self.max_tasks, once, response):
-                task = None
-        if task is None:
-            raise ClientException(
-                status_code=HTTP_409_CONFLICT,
-                detail=f"Task limit reached: a user holds at most {self.max_tasks} tasks",
-                extra=[{"field": "tasks", "message": f"at most {self.max_tasks} per user"}],
-            )
-        return task
+        await self._inbox_beside_parent(user_id, data.parent_id, data.list_id)
+        try:
+            if once is None:
+                task = await self.repository.insert_owned(values, self.quota)
+            else:
+                task = await self.repository.insert_owned_once(values, self.quota, once, _answer(values))
+        except asyncpg.PostgresError as exc:
+            self.refused(exc)
+        return task or self.quota_reached("tasks")
 
     async def update_task(
         self, user_id: str, task_id: str, changes: dict[str, Any], if_match: tuple[int, ...] | None = None
     ) -> TaskRead:
         """Apply ``changes``; an empty change set returns the task as it is (still checking ``If-Match``)."""
-        task_uuid = _parse_id(task_id)
+        task_uuid = self.parse_id(task_id)
         if not changes:
-            current = await self.repository.fetch_task(user_id, task_uuid) or _not_found()
+            current = await self.repository.fetch_owned(user_id, task_uuid) or self.not_found()
             if if_match is not None and current.version not in if_match:
-                raise VersionMismatch
+                raise VersionMismatch(self.noun)
             return current
         values = {k: v.value if isinstance(v, Priority) else v for k, v in changes.items()}
-        task = await self.repository.update_task(user_id, task_uuid, values, datetime.now(UTC), if_match)
+        await self._inbox_beside_parent(user_id, values.get("parent_id"), values.get("list_id", UNSET))
+        try:
+            task = await self.repository.update_owned(user_id, task_uuid, values, datetime.now(UTC), if_match)
+        except asyncpg.PostgresError as exc:
+            self.refused(exc)
         return task or await self._missing_or_stale(user_id, task_uuid, if_match)
 
     async def set_completed(
@@ -103,51 +95,103 @@ class TaskService(SQLAlchemyAsyncRepositoryService[Task, TaskRepository]):
         """Set ``completed``, or toggle it atomically when ``completed`` is None."""
         if completed is not None:
             return await self.update_task(user_id, task_id, {"completed": completed}, if_match)
-        task_uuid = _parse_id(task_id)
+        task_uuid = self.parse_id(task_id)
         task = await self.repository.toggle_task(user_id, task_uuid, datetime.now(UTC), if_match)
         return task or await self._missing_or_stale(user_id, task_uuid, if_match)
 
     async def delete_task(self, user_id: str, task_id: str, if_match: tuple[int, ...] | None = None) -> None:
-        task_uuid = _parse_id(task_id)
-        if await self.repository.delete_task(user_id, task_uuid, if_match) is None:
+        task_uuid = self.parse_id(task_id)
+        if await self.repository.delete_owned(user_id, task_uuid, if_match) is None:
             await self._missing_or_stale(user_id, task_uuid, if_match)
 
-    async def list_tasks(self, user_id: str, f: TaskFilter) -> tuple[list[TaskRead], int]:
+    async def move_task(
+        self, user_id: str, task_id: str, where: dict[str, Any], if_match: tuple[int, ...] | None = None
+    ) -> TaskRead:
+        """Place the task after a sibling, in its group or another (``TaskMove``'s fields as given)."""
+        try:
+            return await self.repository.move_task(
+                user_id, self.parse_id(task_id), where, datetime.now(UTC), if_match
+            )
+        except asyncpg.PostgresError as exc:
+            self.refused(exc)
+
+    async def list_tasks(self, user_id: str, query: TaskFilter) -> tuple[list[TaskRead], int]:
         """One page of the caller's tasks and the number matching the whole filter."""
-        return await self.repository.page(user_id, f)
+        items, total = await self.repository.page(user_id, query)
+        if total == 0:
+            # Nothing matched: say so if a group filter names nothing of the caller's (when something
+            # matched, it named a list or task of theirs: no extra round trip).
+            await self._check_groups(user_id, list_id=query.list_id, parent_id=query.parent_id)
+        return items, total
 
-    async def stats(self, user_id: str) -> TaskStats:
-        return await self.repository.stats(user_id, datetime.now(UTC))
+    async def _check_groups(self, user_id: str, **groups: object) -> None:
+        errors = FieldErrors()
+        for field, value in groups.items():
+            if isinstance(value, UUID) and not await self.repository.group_exists(user_id, field, value):
+                errors.add(
+                    field,
+                    "names no list of yours"
+                    if field == "list_id"
+                    else "names no task of yours that can have subtasks",
+                )
+        if errors.errors:
+            raise ValidationException(detail="Invalid query parameters", extra=errors.errors)
 
-    async def complete_all(self, user_id: str, completed: bool, once: Once | None = None) -> int:
+    async def stats(self, user_id: str, list_id: str | None = None) -> TaskStats:
+        in_list = await self._list_filter(user_id, list_id)
+        return await self.repository.stats(user_id, datetime.now(UTC), in_list)
+
+    async def complete_all(
+        self, user_id: str, completed: bool, once: Once | None = None, list_id: str | None = None
+    ) -> int:
+        """Set ``completed`` on every task of the caller, or of one list (``list_id``: an id or inbox)."""
+        in_list = await self._list_filter(user_id, list_id)
+        now = datetime.now(UTC)
         if once is None:
-            return await self.repository.set_completed_all(user_id, completed, datetime.now(UTC))
-        return await self.repository.set_completed_all_once(user_id, completed, datetime.now(UTC), once)
+            return await self.repository.set_completed_all(user_id, completed, now, in_list)
+        return await self.repository.set_completed_all_once(user_id, completed, now, once, in_list)
 
-    async def clear_completed(self, user_id: str) -> int:
-        return await self.repository.delete_completed(user_id)
+    async def clear_completed(self, user_id: str, list_id: str | None = None) -> int:
+        in_list = await self._list_filter(user_id, list_id)
+        return await self.repository.delete_completed(user_id, in_list)
+
+    async def _inbox_beside_parent(self, user_id: str, parent_id: object, list_id: object) -> None:
+        """An explicit ``list_id: null`` sent with a parent that is in a list is a 400 naming ``list_id``
+        (the database cannot tell null from left out; only this rare combination costs a lookup)."""
+        if parent_id is None or list_id is not None:
+            return
+        if await self.repository.parent_list(user_id, UUID(str(parent_id))) is not None:
+            raise ValidationException(
+                detail="Invalid list_id",
+                extra=[{"field": "list_id", "message": "must be the list of the parent task"}],
+            )
+
+    async def _list_filter(self, user_id: str, list_id: str | None) -> UUID | str | None:
+        """``list_id`` as a bulk action or the stats take it: an id of a list of the caller's, or inbox."""
+        errors = FieldErrors()
+        in_list = group_filter(errors, "list_id", list_id, INBOX)
+        if errors.errors:
+            raise ValidationException(detail="Invalid list_id", extra=errors.errors)
+        await self._check_groups(user_id, list_id=in_list)
+        return in_list
 
     async def _missing_or_stale(
         self, user_id: str, task_id: UUID, if_match: tuple[int, ...] | None
-    ) -> NoReturn:
-        """A guarded write changed nothing: say whether the task is missing or only stale."""
-        if if_match is not None and await self.repository.task_exists(user_id, task_id):
-            raise VersionMismatch
-        _not_found()
+    ) -> TaskRead:
+        return await self.missing_or_stale(lambda: self.repository.owned_exists(user_id, task_id), if_match)
+
+
+def _answer(values: dict[str, Any]) -> StoredResponse:
+    """The 201 a keyed create stores with its insert: built here from the values (due_at is in UTC, as
+    the database returns it), but for what the database decides (``TASKS.decided_on_insert``)."""
+    body = msgspec.to_builtins(
+        TaskRead(**{**values, "priority": Priority(values["priority"]), "position": ""})
+    )
+    body.update({name: PENDING for name in TASKS.decided_on_insert})
+    location = task_location(values["user_id"], values["id"])
+    return StoredResponse(201, msgspec.json.encode(body).decode(), location, etag(1))
 
 
 def task_location(user_id: str, task_id: UUID) -> str:
     """The task's URL path (its ``Location``)."""
-    return f"/api/{quote(user_id, safe='')}/tasks/{task_id}"
-
-
-def _not_found() -> NoReturn:
-    raise NotFoundError("Task not found")
-
-
-def _parse_id(task_id: str) -> UUID:
-    # A string that is not a UUID names no task: the same 404 as a missing one.
-    try:
-        return UUID(task_id)
-    except ValueError:
-        _not_found()
+    return location("api", user_id, "tasks", task_id)
