@@ -81,10 +81,16 @@ class TasksOpenAPIConfig(OpenAPIConfig):
         self.operation_id_creator = self.operation_id
 
     def operation_id(self, handler: HTTPRouteHandler, method: Method, _: list[Any]) -> str:
-        """The handler's function name in camelCase (the method first if it serves several)."""
+        """The handler's function name in camelCase. A handler serving PATCH and PUT alike
+        (``update_task``) is ``updateTask`` for PATCH and ``replaceTask`` for PUT, as clients name them;
+        any other method of a shared handler goes first (``postUpdateTask``)."""
         name = OPERATION_ID_OVERRIDES.get(handler.handler_name) or camel_case(handler.handler_name)
-        if len(handler.http_methods) > 1:
-            name = str(method).lower() + name[:1].upper() + name[1:]
+        verb = str(getattr(method, "value", method)).lower()
+        if len(handler.http_methods) > 1 and verb != "patch":
+            if verb == "put" and name.startswith("update"):
+                name = "replace" + name.removeprefix("update")
+            else:
+                name = verb + name[:1].upper() + name[1:]
         known = self.handlers.setdefault(name, handler)
         if known is not handler:
             raise ImproperlyConfiguredException(
