@@ -50,7 +50,12 @@ Python API (``Sql`` is ``backend.sql.Sql``; run it with ``DriverRepository.fetch
 
 The same LPL*/LPP* errors come from any INSERT or UPDATE of ``tasks`` that sets ``list_id`` or
 ``parent_id`` (the ``tasks_place`` trigger): a create or PATCH maps them with ``refusal`` too. A
-subtask created or re-parented without ``list_id`` takes its parent's list. A foreign-key violation
+subtask created or re-parented without ``list_id`` takes its parent's list. The trigger cannot tell a
+``list_id`` left out from one sent with the value the row already has (NULL on a create): such a
+``list_id`` is taken as left out, so it follows the parent instead of being refused (the move
+statement has ``list_id_given`` and is exact). Inserts that name no position (or NULL) go last in
+their group, lists included (an ORM insert gets it back through RETURNING: ``server_default=
+FetchedValue()``). A foreign-key violation
 on ``CONSTRAINTS`` (a list or parent deleted by a concurrent request between checks) maps the same way.
 ``RETRY`` names the SQLSTATEs after which the statement may simply be run again (a deadlock
 between a renumber and another write of the same rows, which PostgreSQL breaks by failing one).
