@@ -42,7 +42,10 @@ _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
 # simply be sent again. Bulk writes lock rows in one order so these should not happen; if one does, it
 # is a 503 with Retry-After, never a 500.
 _RETRYABLE_STATES = ("40P01", "40001")
-_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05", *_RETRYABLE_STATES})
+# 57014 (query_canceled) is the server's own statement_timeout, which hosts often set on the role, and
+# 55P03 (lock_not_available) its lock_timeout: the database is too busy to answer now, so a 503 with
+# Retry-After, like our own statement timeout.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05", "57014", "55P03", *_RETRYABLE_STATES})
 # Failures with no SQLSTATE that mean the same: sockets, the driver's "connection is closed" and
 # broken-connection states, a pool or connection queue that ran dry.
 _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
