@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,7 +42,7 @@ async def health() -> Health:
         )
     },
 )
-async def ready(request: Request[Any, Any, Any], db_engine: AsyncEngine) -> Response[Health]:
+async def ready(request: Request[Any, Any, Any], db_engine: NamedDependency[AsyncEngine]) -> Response[Health]:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             async with db_engine.connect() as conn:

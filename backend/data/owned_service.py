@@ -12,11 +12,11 @@ at debug level and still sends the 2xx it was given.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from advanced_alchemy.service.typing import ModelDictT
+from advanced_alchemy.utils.serialization import ModelDictT
 from sqlalchemy import func, select
 
 from backend.data.resource import Resource
@@ -70,7 +70,8 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
     async def to_model_on_create(self, data: ModelDictT[ModelT]) -> ModelDictT[ModelT]:
         """Refuse past the quota. The count runs after the owner's quota lock (``owned_count_locked``), in
         this transaction: concurrent creates of one user are counted one after the other."""
-        owner = data["user_id"] if isinstance(data, dict) else data.user_id
+        # Our services hand AA a dict or the model itself, which is Owned.
+        owner = data["user_id"] if isinstance(data, dict) else cast("Owned", data).user_id
         table = self.repository.model_type.__tablename__
         held = await self.repository.session.scalar(select(func.owned_count_locked(table, owner)))
         if held is not None and held >= self.quota:
@@ -80,5 +81,6 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
     async def to_model_on_update(self, data: ModelDictT[ModelT]) -> ModelDictT[ModelT]:
         """Every change is a new version (``updated_at`` is AA's audit listener's)."""
         if not isinstance(data, dict):
-            data.version = data.version + 1
+            item = cast("Owned", data)
+            item.version = item.version + 1
         return data

@@ -35,7 +35,10 @@ IfMatch = Annotated[
 ]
 IfNoneMatch = Annotated[
     str | None,
-    HeaderParameter(name="If-None-Match", description="With the current ETag: 304 and no body."),
+    HeaderParameter(
+        name="If-None-Match",
+        description='The ETag you hold (e.g. "3"): while it is current, 304 with no body.',
+    ),
 ]
 
 

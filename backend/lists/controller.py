@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.dto import DTOData
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from backend.errors import problem_responses
@@ -19,9 +19,12 @@ from backend.idempotency import Once
 from backend.lists.schemas import ListCreateDTO, ListMove, ListMoveDTO, ListRead, ListUpdateDTO, ListWrite
 from backend.lists.service import ListService, list_location
 
-PathId = Annotated[str, Parameter(description="The list's id (a UUID; anything else is a 404).")]
+# Every parameter is declared where it comes from (path, body, dependency): Litestar 3 stops inferring it.
+Lists = NamedDependency[ListService]
+UserId = FromPath[str]
+PathId = Annotated[str, PathParameter(description="The list's id (a UUID; anything else is a 404).")]
 # The fields a rename gives (``{}``: none), as the partial DTO decoded them.
-Renaming = DTOData[ListWrite]
+Renaming = JSONBody[DTOData[ListWrite]]
 _EXAMPLE_URL = "/api/u1/lists/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b22"
 _ONE = "/{list_id:str}"
 
@@ -32,7 +35,7 @@ class ListController(Controller):
     security = [{"BearerAuth": []}]
 
     @get("/", summary="List the caller's lists, in their order", responses=problem_responses())
-    async def list_lists(self, lists: ListService, user_id: str) -> list[ListRead]:
+    async def list_lists(self, lists: Lists, user_id: UserId) -> list[ListRead]:
         return await lists.lists(user_id)
 
     @create_route(
@@ -43,21 +46,21 @@ class ListController(Controller):
         dependencies={"once": Provide(provide_once)},
     )
     async def create_list(
-        self, lists: ListService, user_id: str, data: ListWrite, once: Once | None
+        self, lists: Lists, user_id: UserId, data: JSONBody[ListWrite], once: NamedDependency[Once | None]
     ) -> Response[ListRead]:
         created = await lists.add_list(user_id, data, once)
         return with_etag(created, HTTP_201_CREATED, list_location(user_id, created.id))
 
     @delete_route(_ONE, summary="Delete a list and every task in it")
     async def delete_list(
-        self, lists: ListService, user_id: str, list_id: PathId, if_match: IfMatch = None
+        self, lists: Lists, user_id: UserId, list_id: PathId, if_match: IfMatch = None
     ) -> None:
         """The list's tasks, subtasks included, go in the same transaction (the database cascades)."""
         await lists.remove(user_id, list_id, parse_if_match(if_match))
 
     @read_route(_ONE, summary="Get one list")
     async def get_list(
-        self, lists: ListService, user_id: str, list_id: PathId, if_none_match: IfNoneMatch = None
+        self, lists: Lists, user_id: UserId, list_id: PathId, if_none_match: IfNoneMatch = None
     ) -> Response[ListRead]:
         return unless_not_modified(await lists.get_list(user_id, list_id), if_none_match)
 
@@ -65,7 +68,7 @@ class ListController(Controller):
         _ONE, methods=("PATCH", "PUT"), summary="Rename a list (PATCH and PUT alike)", dto=ListUpdateDTO
     )
     async def update_list(
-        self, lists: ListService, user_id: str, list_id: PathId, data: Renaming, if_match: IfMatch = None
+        self, lists: Lists, user_id: UserId, list_id: PathId, data: Renaming, if_match: IfMatch = None
     ) -> Response[ListRead]:
         return with_etag(await lists.rename(user_id, list_id, data.as_builtins(), parse_if_match(if_match)))
 
@@ -73,6 +76,11 @@ class ListController(Controller):
         _ONE + "/move", summary="Move a list right after another (`after: null`: first)", dto=ListMoveDTO
     )
     async def move_list(
-        self, lists: ListService, user_id: str, list_id: PathId, data: ListMove, if_match: IfMatch = None
+        self,
+        lists: Lists,
+        user_id: UserId,
+        list_id: PathId,
+        data: JSONBody[ListMove],
+        if_match: IfMatch = None,
     ) -> Response[ListRead]:
         return with_etag(await lists.move(user_id, list_id, data, parse_if_match(if_match)))
