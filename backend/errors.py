@@ -94,11 +94,11 @@ _DESCRIPTIONS = {
     400: "Invalid input: body, query or header; `errors` names each offending field",
     401: "Missing or invalid bearer token (see `WWW-Authenticate`)",
     403: "The path's user id is not the token's subject",
-    404: "No such task for this user (also for another user's task and for a non-UUID id)",
-    409: "The per-user task limit is reached, or a request with this `Idempotency-Key` is still running "
-    "(`Retry-After`)",
+    404: "No such task or list for this user (also for another user's and for a non-UUID id)",
+    409: "The per-user task or list limit is reached, or a request with this `Idempotency-Key` is still "
+    "running (`Retry-After`)",
     410: "The sync cursor does not parse or is older than the changes kept: sync again without a cursor",
-    412: "`If-Match` does not match the task's current version; nothing was changed",
+    412: "`If-Match` does not match the current version; nothing was changed",
     413: "Request body over 64 KiB",
     415: "Request body is not `application/json`",
     422: "This `Idempotency-Key` was used for another request",

@@ -206,14 +206,14 @@ def with_key(
 async def run_once(
     repository: DriverRepository[Any], user_id: str, once: Once, sql: Sql, params: dict[str, Any]
 ) -> Any:
-    """Claim ``once``'s key and run ``sql`` (built by ``with_key``) in one transaction: its value.
+    """Claim ``once``'s key and run ``sql`` (built by ``with_key``) in one transaction: its row.
 
     Raises the key's outcome (``Replayed``, ``KeyReused``, ``KeyInFlight``) when it was used before.
     """
     try:
         async with repository.transaction():
             await claim(repository, user_id, once)
-            return await repository.fetch_value(sql, params)
+            return await repository.fetch_row(sql, params)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != KEY_CONSTRAINT:
             raise

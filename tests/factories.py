@@ -16,6 +16,9 @@ class TaskWriteFactory(MsgspecFactory[TaskWrite]):
     title = Use(lambda: MsgspecFactory.__faker__.sentence(nb_words=4).rstrip("."))
     description = Use(lambda: MsgspecFactory.__random__.choice([None, MsgspecFactory.__faker__.text(200)]))
     completed = False
+    # In the inbox, top level: a list or a parent must be one of the caller's (tests make their own).
+    list_id = None
+    parent_id = None
     tags = Use(
         lambda: sorted(
             {MsgspecFactory.__faker__.word().lower() for _ in range(MsgspecFactory.__random__.randint(0, 3))}

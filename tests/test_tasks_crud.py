@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.factories import task_payload
+from tests.support import Tokens
 
 
 def create(client: httpx.Client, **fields: Any) -> dict[str, Any]:
@@ -156,3 +158,15 @@ def test_update_without_a_body_is_a_clear_400(client: httpx.Client) -> None:
     response = client.patch(f"/tasks/{task['id']}")
     assert response.status_code == 400
     assert response.json()["errors"] == [{"field": "body", "message": "a JSON request body is required"}]
+
+
+@pytest.mark.parametrize(("sub", "segment"), [("..", "%2E%2E"), (".", "%2E"), ("a b", "a%20b")])
+def test_location_percent_encodes_the_user_segment(
+    api_url: str, tokens: Tokens, sub: str, segment: str
+) -> None:
+    """A token subject that is a dot-segment cannot move the Location elsewhere (/api/../tasks/...)."""
+    with httpx.Client(base_url=api_url, headers=tokens.headers(sub), timeout=30) as c:
+        response = c.post(f"/api/{segment}/tasks", json={"title": "odd owner"})
+        assert response.status_code == 201, response.text
+        assert response.headers["Location"] == f"/api/{segment}/tasks/{response.json()['id']}"
+        assert c.get(response.headers["Location"]).json() == response.json()

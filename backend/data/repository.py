@@ -41,13 +41,13 @@ class OwnedRepository(DriverRepository[ModelT], Generic[ModelT, ReadT]):
 
     async def insert_owned_once(
         self, values: dict[str, Any], quota: int, once: Once, response: StoredResponse
-    ) -> bool:
-        """Insert the row and store ``response`` under ``once``'s key, in one statement; False when the
+    ) -> ReadT | None:
+        """Insert the row and store ``response`` under ``once``'s key, in one statement; None when the
         quota refused it (then nothing is stored). Raises the key's outcome when it was used before."""
         owner = values["user_id"]
         params = {**values, "owner": owner, "quota": quota, "body": response.body}
         params.update(key_params(owner, once, response.status_code, response.location, response.etag))
-        return await run_once(self, owner, once, self.owned.insert_once, params) is not None
+        return self._read(await run_once(self, owner, once, self.owned.insert_once, params))
 
     async def update_owned(
         self,

@@ -49,6 +49,15 @@ def _as_written(value: Any) -> Any:
     return case((value == _MINUS_INFINITY, _FIRST), (value == _INFINITY, _LAST), else_=value)
 
 
+PENDING = "\x00pending"
+
+
+def pending_field(name: str) -> str:
+    """How a field the database decides stands in a stored answer's JSON until the insert gives it
+    (``"position":"\\u0000pending"``: a NUL cannot come from a client's text, which refuses NUL)."""
+    return f'"{name}":"\\u0000pending"'
+
+
 class OwnedTable:
     """A table whose rows each belong to one user, with the statements every such resource needs.
 
@@ -63,9 +72,13 @@ class OwnedTable:
         id_param: str,
         derived: Callable[[dict[str, Any]], None] | None = None,
         client_timestamps: tuple[str, ...] = (),
+        decided_on_insert: tuple[str, ...] = (),
     ) -> None:
         """``derived(values)`` adds the columns that follow from an update's values (in place);
-        ``client_timestamps`` are the timestamp columns a client writes (stored as ``_as_written``)."""
+        ``client_timestamps`` are the timestamp columns a client writes (stored as ``_as_written``);
+        ``decided_on_insert`` are read fields whose value the database chooses when a row is inserted (a
+        position, a subtask's list): a stored Idempotency-Key answer gets them from the inserted row."""
+        self.decided_on_insert = decided_on_insert
         self.client_timestamps = client_timestamps
         self.table = table
         self.derived = derived
@@ -83,6 +96,13 @@ class OwnedTable:
     def _bind(self, column: Column[Any], name: str) -> Any:
         value = bindparam(name, type_=column.type)
         return _as_written(value) if column.name in self.client_timestamps else value
+
+    def _body_of(self, changed: Any) -> Any:
+        body: Any = bindparam("body", type_=String())
+        for name in self.decided_on_insert:
+            value = func.coalesce(func.to_json(changed.c[name]).cast(String()), "null")
+            body = func.replace(body, pending_field(name), func.concat(f'"{name}":', value))
+        return body
 
     def guarded(self, statement: Any, if_match: bool) -> Any:
         """``statement`` applying only to a row whose version ``If-Match`` names (when one was sent)."""
@@ -138,7 +158,8 @@ class OwnedTable:
         """``insert`` plus its Idempotency-Key row (``:body`` built beforehand): a row when inserted."""
         return with_key(
             self.insert_within_quota(),
-            # The new row, when the quota let it in; the stored body was built before (every value is known).
-            key_row=lambda changed: (changed, bindparam("body", type_=String())),
+            # The new row, when the quota let it in; the stored body was built before, but for the values
+            # the database decided, which come from the inserted row.
+            key_row=lambda changed: (changed, self._body_of(changed)),
             result=lambda changed: select(*changed.c),
         )

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 from litestar.types import ExceptionHandlersMap
 
 from backend.errors import problem
@@ -27,8 +27,8 @@ REPLAYED_HEADER = documented_header(
 )
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header=HEADER,
+    HeaderParameter(
+        name=HEADER,
         description="Makes a retry safe: the first request with a key is processed and its answer kept "
         "for 24 hours; the same key with the same body gets that answer again (with "
         "`Idempotent-Replayed: true`) and changes nothing. 1-255 printable ASCII characters; use a new "

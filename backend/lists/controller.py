@@ -19,7 +19,9 @@ from backend.idempotency import Once
 from backend.lists.schemas import ListCreateDTO, ListMove, ListMoveDTO, ListRead, ListUpdateDTO, ListWrite
 from backend.lists.service import ListService, list_location
 
-ListPathId = Annotated[str, Parameter(description="The list's id (a UUID; anything else is a 404).")]
+PathId = Annotated[str, Parameter(description="The list's id (a UUID; anything else is a 404).")]
+# The fields a rename gives (``{}``: none), as the partial DTO decoded them.
+Renaming = DTOData[ListWrite]
 _EXAMPLE_URL = "/api/u1/lists/0193f3c4-6a1e-7c2b-9a55-2f1e0c8d4b22"
 _ONE = "/{list_id:str}"
 
@@ -46,9 +48,16 @@ class ListController(Controller):
         created = await lists.add_list(user_id, data, once)
         return with_etag(created, HTTP_201_CREATED, list_location(user_id, created.id))
 
+    @delete_route(_ONE, summary="Delete a list and every task in it")
+    async def delete_list(
+        self, lists: ListService, user_id: str, list_id: PathId, if_match: IfMatch = None
+    ) -> None:
+        """The list's tasks, subtasks included, go in the same transaction (the database cascades)."""
+        await lists.remove(user_id, list_id, parse_if_match(if_match))
+
     @read_route(_ONE, summary="Get one list")
     async def get_list(
-        self, lists: ListService, user_id: str, list_id: ListPathId, if_none_match: IfNoneMatch = None
+        self, lists: ListService, user_id: str, list_id: PathId, if_none_match: IfNoneMatch = None
     ) -> Response[ListRead]:
         return unless_not_modified(await lists.get_list(user_id, list_id), if_none_match)
 
@@ -56,25 +65,14 @@ class ListController(Controller):
         _ONE, methods=("PATCH", "PUT"), summary="Rename a list (PATCH and PUT alike)", dto=ListUpdateDTO
     )
     async def update_list(
-        self,
-        lists: ListService,
-        user_id: str,
-        list_id: ListPathId,
-        data: DTOData[ListWrite],
-        if_match: IfMatch = None,
+        self, lists: ListService, user_id: str, list_id: PathId, data: Renaming, if_match: IfMatch = None
     ) -> Response[ListRead]:
         return with_etag(await lists.rename(user_id, list_id, data.as_builtins(), parse_if_match(if_match)))
-
-    @delete_route(_ONE, summary="Delete a list and every task in it")
-    async def delete_list(
-        self, lists: ListService, user_id: str, list_id: ListPathId, if_match: IfMatch = None
-    ) -> None:
-        await lists.remove(user_id, list_id, parse_if_match(if_match))
 
     @write_route(
         _ONE + "/move", summary="Move a list right after another (`after: null`: first)", dto=ListMoveDTO
     )
     async def move_list(
-        self, lists: ListService, user_id: str, list_id: ListPathId, data: ListMove, if_match: IfMatch = None
+        self, lists: ListService, user_id: str, list_id: PathId, data: ListMove, if_match: IfMatch = None
     ) -> Response[ListRead]:
         return with_etag(await lists.move(user_id, list_id, data, parse_if_match(if_match)))

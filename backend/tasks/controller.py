@@ -24,11 +24,15 @@ from backend.tasks.filters import FILTER_PARAMS, Status, TaskFilter
 from backend.tasks.models import Priority
 from backend.tasks.schemas import (
     TAG_MAX,
+    CompleteAllBody,
+    CompleteAllDTO,
     CompletedBody,
     CompletedDTO,
     DeletedCount,
     SortKey,
     TaskCreateDTO,
+    TaskMove,
+    TaskMoveDTO,
     TaskRead,
     TaskStats,
     TaskUpdateDTO,
@@ -42,6 +46,7 @@ _RFC3339 = "RFC 3339 timestamp with a zone, e.g. `2026-12-01T09:00:00Z` (encode 
 DueBound = Annotated[str | None, Parameter(schema_extra={"format": "date-time"})]
 MAX_OFFSET = 10_000_000
 _ONE = "/{task_id:str}"
+ListFilter = Annotated[str | None, Parameter(description="A list's id, or `inbox`: tasks in no list.")]
 
 
 class TaskController(Controller):
@@ -70,6 +75,12 @@ class TaskController(Controller):
         q: Annotated[str | None, Parameter(min_length=1, max_length=255)] = None,
         due_before: Annotated[DueBound, Parameter(description=_RFC3339 + " Exclusive.")] = None,
         due_after: Annotated[DueBound, Parameter(description=_RFC3339 + " Inclusive.")] = None,
+        list_id: Annotated[
+            str | None, Parameter(description="A list's id, or `inbox`: tasks in no list.")
+        ] = None,
+        parent_id: Annotated[
+            str | None, Parameter(description="A task's id: its subtasks; `none`: top-level tasks only.")
+        ] = None,
         sort: SortKey = "-created_at",
         limit: Annotated[int, Parameter(ge=1, le=200)] = 100,
         offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
@@ -83,6 +94,8 @@ class TaskController(Controller):
             q=q,
             due_before=due_before,
             due_after=due_after,
+            list_id=list_id,
+            parent_id=parent_id,
             sort=sort,
             limit=limit,
             offset=offset,
@@ -114,13 +127,13 @@ class TaskController(Controller):
         description="`overdue`: not completed and `due_at` in the past.",
         responses=problem_responses(),
     )
-    async def get_task_stats(self, tasks: TaskService, user_id: str) -> TaskStats:
-        return await tasks.stats(user_id)
+    async def get_task_stats(self, tasks: TaskService, user_id: str, list_id: ListFilter = None) -> TaskStats:
+        return await tasks.stats(user_id, list_id)
 
     @post(
         "/complete-all",
         summary="Set `completed` on every task of the caller",
-        dto=CompletedDTO,
+        dto=CompleteAllDTO,
         return_dto=None,
         status_code=HTTP_200_OK,
         responses=problem_responses(409, 413, 415, 422),
@@ -131,12 +144,11 @@ class TaskController(Controller):
         request: Request[Any, Any, Any],
         tasks: TaskService,
         user_id: str,
-        data: CompletedBody,
+        data: CompleteAllBody,
         idempotency_key: IdempotencyKey = None,
     ) -> UpdatedCount:
-        updated = await tasks.complete_all(
-            user_id, data.completed, await request_once(request, idempotency_key)
-        )
+        once = await request_once(request, idempotency_key)
+        updated = await tasks.complete_all(user_id, data.completed, once, data.list_id)
         return UpdatedCount(updated=updated)
 
     @delete(
@@ -153,8 +165,9 @@ class TaskController(Controller):
         completed: Annotated[
             Literal["true"], Parameter(description="Must be `true`: only completed tasks go.")
         ],
+        list_id: ListFilter = None,
     ) -> DeletedCount:
-        return DeletedCount(deleted=await tasks.clear_completed(user_id))
+        return DeletedCount(deleted=await tasks.clear_completed(user_id, list_id))
 
     @read_route(
         _ONE,
@@ -194,6 +207,25 @@ class TaskController(Controller):
         self, tasks: TaskService, user_id: str, task_id: TaskId, if_match: IfMatch = None
     ) -> None:
         await tasks.delete_task(user_id, task_id, parse_if_match(if_match))
+
+    @write_route(
+        _ONE + "/move",
+        summary="Move a task right after a sibling",
+        description="`after` (required): the sibling to follow, null for first. `list_id`/`parent_id` "
+        "name the destination group (left out: the task's own). Moves that one task; a parent's "
+        "subtasks follow it to another list.",
+        dto=TaskMoveDTO,
+    )
+    async def move_task(
+        self,
+        tasks: TaskService,
+        user_id: str,
+        task_id: TaskId,
+        data: DTOData[TaskMove],
+        if_match: IfMatch = None,
+    ) -> Response[TaskRead]:
+        where = data.as_builtins()
+        return with_etag(await tasks.move_task(user_id, task_id, where, parse_if_match(if_match)))
 
     @write_route(
         _ONE + "/complete",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import msgspec
 from litestar.exceptions import ValidationException
@@ -18,7 +19,21 @@ from backend.tasks.schemas import TAG_MAX, SortKey
 Status = Literal["all", "active", "completed"]
 AwareDatetime = Annotated[datetime, Meta(tz=True)]
 # The parameters a page link carries over: everything that selects or orders, nothing else.
-FILTER_PARAMS = ("completed", "status", "priority", "tag", "q", "due_before", "due_after", "sort")
+FILTER_PARAMS = (
+    "completed", "status", "priority", "tag", "q", "due_before", "due_after", "list_id", "parent_id", "sort",
+)  # fmt: skip
+INBOX, TOP_LEVEL = "inbox", "none"
+
+
+def group_filter(errors: FieldErrors, field: str, value: str | None, word: str) -> UUID | str | None:
+    """``list_id``/``parent_id`` as a query value: an id, or ``word`` (inbox, none) for the null group."""
+    if value is None or value == word:
+        return value
+    try:
+        return UUID(value)
+    except ValueError:
+        errors.add(field, f"must be an id (a UUID) or {word}")
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +46,8 @@ class TaskFilter:
     q: str | None = None
     due_before: datetime | None = None
     due_after: datetime | None = None
+    list_id: UUID | str | None = None
+    parent_id: UUID | str | None = None
     sort: SortKey = "-created_at"
     limit: int = 100
     offset: int = 0
@@ -45,15 +62,19 @@ class TaskFilter:
             "q": q,
             "due_before": self.due_before,
             "due_after": self.due_after,
+            "list_id": self.list_id if isinstance(self.list_id, UUID) else None,
+            "parent_id": self.parent_id if isinstance(self.parent_id, UUID) else None,
             "limit": self.limit,
             "offset": self.offset,
         }
 
     @property
-    def shape(self) -> tuple[bool, ...]:
-        """Which filters are present: statements are compiled once per shape."""
+    def shape(self) -> tuple[object, ...]:
+        """Which filters are present (and for a group, an id or the null group): statements are compiled
+        once per shape."""
         values = (self.completed, self.priority, self.tag, self.q, self.due_before, self.due_after)
-        return tuple(v is not None for v in values)
+        groups = tuple("id" if isinstance(v, UUID) else v for v in (self.list_id, self.parent_id))
+        return (*(v is not None for v in values), *groups)
 
     @classmethod
     def build(
@@ -66,6 +87,8 @@ class TaskFilter:
         q: str | None,
         due_before: str | None,
         due_after: str | None,
+        list_id: str | None = None,
+        parent_id: str | None = None,
         sort: SortKey,
         limit: int,
         offset: int,
@@ -92,6 +115,10 @@ class TaskFilter:
         for name, text in (("q", q), ("tag", tag)):
             if text and "\x00" in text:
                 errors.add(name, "must not contain NUL characters")
+        groups = {
+            "list_id": group_filter(errors, "list_id", list_id, INBOX),
+            "parent_id": group_filter(errors, "parent_id", parent_id, TOP_LEVEL),
+        }
         if errors.errors:
             raise ValidationException(detail="Invalid query parameters", extra=errors.errors)
         return cls(
@@ -101,6 +128,7 @@ class TaskFilter:
             q=q,
             due_before=due.get("due_before"),
             due_after=due.get("due_after"),
+            **groups,
             sort=sort,
             limit=limit,
             offset=offset,

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any, cast
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import (
     ARRAY,
     Boolean,
@@ -28,9 +29,11 @@ from sqlalchemy import (
     update,
 )
 
+from backend.data.ordering import move_statement
 from backend.data.repository import OwnedRepository
 from backend.data.statements import OwnedTable
 from backend.idempotency import Once, key_params, run_once, with_key
+from backend.lists.models import TaskList
 from backend.sql import Sql
 from backend.tasks.filters import TaskFilter
 from backend.tasks.models import Task
@@ -51,8 +54,29 @@ def _derived(values: dict[str, Any]) -> None:
 
 
 # The SELECT/RETURNING list follows TaskRead's field order, so a row becomes a TaskRead positionally.
-TASKS = OwnedTable(_t, TaskRead.__struct_fields__, "task_id", derived=_derived, client_timestamps=("due_at",))
+TASKS = OwnedTable(
+    _t,
+    TaskRead.__struct_fields__,
+    "task_id",
+    derived=_derived,
+    client_timestamps=("due_at",),
+    # A new task's place among its siblings, and a subtask's list (its parent's), are the database's.
+    decided_on_insert=("list_id", "position"),
+)
+_MOVE = move_statement(_t, TASKS.columns, ("list_id", "parent_id"))
 _CALLERS = TASKS.callers_rows
+_l = cast("Table", TaskList.__table__)
+# What a list_id or parent_id filter may name: a list of the caller's; a top-level task of the caller's.
+_GROUP_EXISTS = {
+    "list_id": Sql.of(
+        select(literal(1)).where(_l.c.id == bindparam("list_id"), _l.c.user_id == bindparam("owner"))
+    ),
+    "parent_id": Sql.of(
+        select(literal(1)).where(
+            _t.c.id == bindparam("parent_id", type_=_t.c.id.type), _CALLERS, _t.c.parent_id.is_(None)
+        )
+    ),
+}
 _COLUMNS = TASKS.columns
 
 
@@ -66,6 +90,15 @@ def _locked_in_order(*where: ColumnElement[bool]) -> Any:
     return select(_t.c.id).where(*where).order_by(_t.c.id).with_for_update().scalar_subquery()
 
 
+def in_group(column: str, kind: object) -> list[ColumnElement[bool]]:
+    """The filter on ``list_id`` or ``parent_id``: none, the null group (inbox, top level), or an id."""
+    if kind is None:
+        return []
+    if kind == "id":
+        return [_t.c[column] == bindparam(column, type_=_t.c[column].type)]
+    return [_t.c[column].is_(None)]
+
+
 _TOGGLE = {
     m: Sql.of(
         TASKS.update(
@@ -74,32 +107,58 @@ _TOGGLE = {
     )
     for m in (False, True)
 }
-STATS = Sql.of(
-    select(
-        func.count(),
-        func.count().filter(_t.c.completed),
-        func.count().filter(~_t.c.completed, _t.c.due_at < TASKS.now),
-    ).where(_CALLERS)
-)
-_SET_COMPLETED_ALL_STATEMENT = (
-    update(_t)
-    .where(_CALLERS, _t.c.id.in_(_locked_in_order(_CALLERS, _t.c.completed != _COMPLETED)))
-    .values(completed=_COMPLETED, completed_at=_completed_at(_COMPLETED), **TASKS.bump)
-)
-SET_COMPLETED_ALL = Sql.of(_SET_COMPLETED_ALL_STATEMENT)
-DELETE_COMPLETED = Sql.of(delete(_t).where(_CALLERS, _t.c.id.in_(_locked_in_order(_CALLERS, _t.c.completed))))
 
 
 def _count(changed: Any) -> Any:
     return select(func.count()).select_from(changed).scalar_subquery()
 
 
-_SET_COMPLETED_ALL_ONCE = with_key(
-    _SET_COMPLETED_ALL_STATEMENT.returning(_t.c.id),
-    # One row whatever the count; the stored body is the one the API sends: {"updated":N}.
-    key_row=lambda changed: (select(literal(1)).subquery(), func.concat('{"updated":', _count(changed), "}")),
-    result=lambda changed: select(_count(changed)),
-)
+# Per list filter (None: every task; "inbox"; "id": the list :list_id), the bulk statements.
+_KINDS: tuple[str | None, ...] = (None, "inbox", "id")
+_STATS = {
+    kind: Sql.of(
+        select(
+            func.count(),
+            func.count().filter(_t.c.completed),
+            func.count().filter(~_t.c.completed, _t.c.due_at < TASKS.now),
+        ).where(_CALLERS, *in_group("list_id", kind))
+    )
+    for kind in _KINDS
+}
+
+
+def _set_completed_all(kind: object) -> Any:
+    changing = [_CALLERS, *in_group("list_id", kind), _t.c.completed != _COMPLETED]
+    return (
+        update(_t)
+        .where(_CALLERS, _t.c.id.in_(_locked_in_order(*changing)))
+        .values(completed=_COMPLETED, completed_at=_completed_at(_COMPLETED), **TASKS.bump)
+    )
+
+
+_SET_COMPLETED_ALL = {kind: Sql.of(_set_completed_all(kind)) for kind in _KINDS}
+_SET_COMPLETED_ALL_ONCE = {
+    kind: with_key(
+        _set_completed_all(kind).returning(_t.c.id),
+        # One row whatever the count; the stored body is the one the API sends: {"updated":N}.
+        key_row=lambda changed: (
+            select(literal(1)).subquery(),
+            func.concat('{"updated":', _count(changed), "}"),
+        ),
+        result=lambda changed: select(_count(changed)),
+    )
+    for kind in _KINDS
+}
+_DELETE_COMPLETED = {
+    kind: Sql.of(
+        delete(_t).where(
+            _CALLERS, _t.c.id.in_(_locked_in_order(_CALLERS, *in_group("list_id", kind), _t.c.completed))
+        )
+    )
+    for kind in _KINDS
+}
+# Every task of the caller (what the listing tests explain).
+STATS, SET_COMPLETED_ALL, DELETE_COMPLETED = _STATS[None], _SET_COMPLETED_ALL[None], _DELETE_COMPLETED[None]
 
 
 DEEP_OFFSET = 500
@@ -111,9 +170,9 @@ def list_statements(query: TaskFilter) -> tuple[Sql, Sql]:
 
 
 @lru_cache(maxsize=2048)
-def _list_statements(shape: tuple[bool, ...], sort: str, deep: bool) -> tuple[Sql, Sql]:
-    has_completed, has_priority, has_tag, has_q, has_before, has_after = shape
-    where: list[ColumnElement[bool]] = [_CALLERS]
+def _list_statements(shape: tuple[object, ...], sort: str, deep: bool) -> tuple[Sql, Sql]:
+    has_completed, has_priority, has_tag, has_q, has_before, has_after, in_list, under = shape
+    where = [_CALLERS, *in_group("list_id", in_list), *in_group("parent_id", under)]
     if has_completed:
         where.append(_t.c.completed == _COMPLETED)
     if has_priority:
@@ -166,15 +225,38 @@ class TaskRepository(OwnedRepository[Task, TaskRead]):
     owned = TASKS
     read_type = TaskRead
 
-    async def set_completed_all_once(self, user_id: str, completed: bool, now: datetime, once: Once) -> int:
+    async def set_completed_all_once(
+        self, user_id: str, completed: bool, now: datetime, once: Once, in_list: UUID | str | None = None
+    ) -> int:
         params = {"owner": user_id, "completed": completed, "now": now, **key_params(user_id, once, 200)}
-        return int(await run_once(self, user_id, once, _SET_COMPLETED_ALL_ONCE, params))
+        sql = _SET_COMPLETED_ALL_ONCE[_kind(in_list)]
+        return int((await run_once(self, user_id, once, sql, {**params, "list_id": _id(in_list)}))[0])
 
     async def toggle_task(
         self, user_id: str, task_id: UUID, now: datetime, if_match: tuple[int, ...] | None
     ) -> TaskRead | None:
         params = {"task_id": task_id, "owner": user_id, "now": now, "versions": list(if_match or ())}
         return self._read(await self.fetch_row(_TOGGLE[if_match is not None], params))
+
+    async def move_task(
+        self,
+        user_id: str,
+        task_id: UUID,
+        where: dict[str, Any],
+        now: datetime,
+        if_match: tuple[int, ...] | None,
+    ) -> TaskRead:
+        """Place the task right after ``where["after"]`` in the group ``where`` names (a key left out: as
+        it is), in one round trip; the database refuses what breaks a rule (``backend.data.ordering``)."""
+        params = {"owner": user_id, "target": task_id, "after": where["after"], "now": now}
+        params["versions"] = None if if_match is None else list(if_match)
+        for name in ("list_id", "parent_id"):
+            params[f"{name}_given"], params[name] = name in where, where.get(name)
+        return TaskRead(*cast("asyncpg.Record", await self.fetch_row(_MOVE, params)))
+
+    async def group_exists(self, user_id: str, field: str, group_id: UUID) -> bool:
+        """Whether ``group_id`` names a list (``list_id``) or a would-be parent (``parent_id``) of theirs."""
+        return await self.fetch_row(_GROUP_EXISTS[field], {"owner": user_id, field: group_id}) is not None
 
     async def page(self, user_id: str, query: TaskFilter) -> tuple[list[TaskRead], int]:
         """One page of the filter and the number of tasks matching it."""
@@ -189,14 +271,28 @@ class TaskRepository(OwnedRepository[Task, TaskRead]):
             total = int(await self.fetch_value(count_sql, params))
         return [TaskRead(*r[1:]) for r in rows], total
 
-    async def stats(self, user_id: str, now: datetime) -> TaskStats:
+    async def stats(self, user_id: str, now: datetime, in_list: UUID | str | None = None) -> TaskStats:
+        params = {"owner": user_id, "now": now, "list_id": _id(in_list)}
         total, completed, overdue = cast(
-            "tuple[int, int, int]", await self.fetch_row(STATS, {"owner": user_id, "now": now})
+            "tuple[int, int, int]", await self.fetch_row(_STATS[_kind(in_list)], params)
         )
         return TaskStats(total=total, completed=completed, active=total - completed, overdue=overdue)
 
-    async def set_completed_all(self, user_id: str, completed: bool, now: datetime) -> int:
-        return await self.write(SET_COMPLETED_ALL, {"owner": user_id, "completed": completed, "now": now})
+    async def set_completed_all(
+        self, user_id: str, completed: bool, now: datetime, in_list: UUID | str | None = None
+    ) -> int:
+        params = {"owner": user_id, "completed": completed, "now": now, "list_id": _id(in_list)}
+        return await self.write(_SET_COMPLETED_ALL[_kind(in_list)], params)
 
-    async def delete_completed(self, user_id: str) -> int:
-        return await self.write(DELETE_COMPLETED, {"owner": user_id})
+    async def delete_completed(self, user_id: str, in_list: UUID | str | None = None) -> int:
+        params = {"owner": user_id, "list_id": _id(in_list)}
+        return await self.write(_DELETE_COMPLETED[_kind(in_list)], params)
+
+
+def _kind(in_list: UUID | str | None) -> str | None:
+    """The statement variant of a list filter: none, "inbox", or "id"."""
+    return "id" if isinstance(in_list, UUID) else in_list
+
+
+def _id(in_list: UUID | str | None) -> UUID | None:
+    return in_list if isinstance(in_list, UUID) else None

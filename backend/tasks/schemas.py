@@ -16,7 +16,7 @@ from backend.tasks.models import Priority
 
 SortKey = Literal[
     "-created_at", "created_at", "-updated_at", "updated_at", "-due_at", "due_at",
-    "-priority", "priority", "-title", "title",
+    "-priority", "priority", "-title", "title", "-position", "position",
 ]  # fmt: skip
 SORTABLE = tuple(k for k in get_args(SortKey) if not k.startswith("-"))
 TITLE_MAX = 255
@@ -81,6 +81,13 @@ class TaskWrite(Struct, kw_only=True):
     priority: Annotated[Priority, doc("low, medium or high.", "high")] = Priority.MEDIUM
     tags: Tags = msgspec.field(default_factory=list)
     due_at: DueAt | None = None
+    list_id: Annotated[
+        UUID | None,
+        doc("The list it goes in; null: the inbox. A subtask is always in its parent's list.", None),
+    ] = None
+    parent_id: Annotated[
+        UUID | None, doc("The task it is a step of (one level only); null: a top-level task.", None)
+    ] = None
 
     def __post_init__(self) -> None:
         fields = {
@@ -117,6 +124,34 @@ class CompletedBody(Struct, forbid_unknown_fields=True):
     completed: Annotated[bool, doc("The value to set.", True)]
 
 
+class TaskMove(Struct, kw_only=True):
+    """Where to put a task: right after the sibling ``after`` (null: first), in the group ``list_id`` and
+    ``parent_id`` name (each left out: as it is now)."""
+
+    after: Annotated[UUID | None, doc("The sibling to follow, or null to go first. Required.", None)] = None
+    list_id: Annotated[
+        UUID | None, doc("The destination list; null: the inbox. Left out: unchanged.", None)
+    ] = None
+    parent_id: Annotated[
+        UUID | None, doc("The destination parent; null: top level. Left out: unchanged.", None)
+    ] = None
+
+    @classmethod
+    def clean(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        errors = FieldErrors()
+        if "after" not in fields:
+            errors.add("after", "is required: the sibling to follow, or null to go first")
+        errors.raise_if_any()
+        return fields
+
+
+class CompleteAllBody(Struct, forbid_unknown_fields=True):
+    """Set ``completed`` on every task of the caller, or of one list."""
+
+    completed: Annotated[bool, doc("The value to set.", True)]
+    list_id: Annotated[str | None, doc("Only the tasks of this list (its id), or `inbox`.", "inbox")] = None
+
+
 class TaskRead(Struct):
     """A task as the API returns it. The repository's SELECT list follows this field order (a row becomes
     a TaskRead positionally)."""
@@ -139,6 +174,11 @@ class TaskRead(Struct):
         datetime, doc("RFC 3339, UTC; changes on every modification.", "2026-11-21T10:00:00Z")
     ]
     version: Annotated[int, doc("Starts at 1, +1 on every change; the ETag is its quoted value.", 1)]
+    list_id: Annotated[UUID | None, doc("The list it is in; null: the inbox.", None)]
+    parent_id: Annotated[UUID | None, doc("The task it is a subtask of; null: a top-level task.", None)]
+    position: Annotated[
+        str, doc("Its place among its siblings (same list_id and parent_id), compared byte by byte.", "a0")
+    ]
 
 
 class TaskStats(Struct):
@@ -166,6 +206,16 @@ class TaskUpdateDTO(StrictMsgspecDTO[TaskWrite]):
     """The fields to change (``DTOData``): a field left out stays as it is, ``null`` clears a nullable one."""
 
     config = DTOConfig(partial=True, forbid_unknown_fields=True)
+
+
+class TaskMoveDTO(StrictMsgspecDTO[TaskMove]):
+    """The move's body (``DTOData``): ``list_id``/``parent_id`` left out keep the task's group."""
+
+    config = DTOConfig(partial=True, forbid_unknown_fields=True)
+
+
+class CompleteAllDTO(StrictMsgspecDTO[CompleteAllBody]):
+    config = DTOConfig(forbid_unknown_fields=True)
 
 
 class CompletedDTO(StrictMsgspecDTO[CompletedBody]):

@@ -12,17 +12,21 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
+from litestar.exceptions import ValidationException
 from uuid_utils.compat import uuid7
 
 from backend.data.service import DriverService
+from backend.data.statements import PENDING
 from backend.errors import VersionMismatch
+from backend.http.dto import FieldErrors
 from backend.http.etags import etag
 from backend.http.headers import location
 from backend.idempotency import Once, StoredResponse
-from backend.tasks.filters import TaskFilter
+from backend.tasks.filters import INBOX, TaskFilter, group_filter
 from backend.tasks.models import Priority, Task
-from backend.tasks.repository import TaskRepository
+from backend.tasks.repository import TASKS, TaskRepository
 from backend.tasks.schemas import TaskRead, TaskStats, TaskWrite
 
 
@@ -52,19 +56,17 @@ class TaskService(DriverService[Task, TaskRepository]):
             "created_at": now,
             "updated_at": now,
             "version": 1,
+            "list_id": data.list_id,
+            "parent_id": data.parent_id,
+            "position": None,  # the database places it last among its siblings
         }
-        task: TaskRead | None
-        if once is None:
-            task = await self.repository.insert_owned(values, self.quota)
-        else:
-            # The answer is stored with the insert, so it is built first: every value is known here
-            # (due_at is in UTC already, as the database returns it), and the first answer is that same one.
-            task = TaskRead(**{**values, "priority": data.priority})
-            response = StoredResponse(
-                201, msgspec.json.encode(task).decode(), task_location(user_id, task.id), etag(1)
-            )
-            if not await self.repository.insert_owned_once(values, self.quota, once, response):
-                task = None
+        try:
+            if once is None:
+                task = await self.repository.insert_owned(values, self.quota)
+            else:
+                task = await self.repository.insert_owned_once(values, self.quota, once, _answer(values))
+        except asyncpg.PostgresError as exc:
+            self.refused(exc)
         return task or self.quota_reached("tasks")
 
     async def update_task(
@@ -78,7 +80,10 @@ class TaskService(DriverService[Task, TaskRepository]):
                 raise VersionMismatch(self.noun)
             return current
         values = {k: v.value if isinstance(v, Priority) else v for k, v in changes.items()}
-        task = await self.repository.update_owned(user_id, task_uuid, values, datetime.now(UTC), if_match)
+        try:
+            task = await self.repository.update_owned(user_id, task_uuid, values, datetime.now(UTC), if_match)
+        except asyncpg.PostgresError as exc:
+            self.refused(exc)
         return task or await self._missing_or_stale(user_id, task_uuid, if_match)
 
     async def set_completed(
@@ -96,25 +101,81 @@ class TaskService(DriverService[Task, TaskRepository]):
         if await self.repository.delete_owned(user_id, task_uuid, if_match) is None:
             await self._missing_or_stale(user_id, task_uuid, if_match)
 
+    async def move_task(
+        self, user_id: str, task_id: str, where: dict[str, Any], if_match: tuple[int, ...] | None = None
+    ) -> TaskRead:
+        """Place the task after a sibling, in its group or another (``TaskMove``'s fields as given)."""
+        try:
+            return await self.repository.move_task(
+                user_id, self.parse_id(task_id), where, datetime.now(UTC), if_match
+            )
+        except asyncpg.PostgresError as exc:
+            self.refused(exc)
+
     async def list_tasks(self, user_id: str, query: TaskFilter) -> tuple[list[TaskRead], int]:
         """One page of the caller's tasks and the number matching the whole filter."""
-        return await self.repository.page(user_id, query)
+        items, total = await self.repository.page(user_id, query)
+        if total == 0:
+            # Nothing matched: say so if a group filter names nothing of the caller's (when something
+            # matched, it named a list or task of theirs: no extra round trip).
+            await self._check_groups(user_id, list_id=query.list_id, parent_id=query.parent_id)
+        return items, total
 
-    async def stats(self, user_id: str) -> TaskStats:
-        return await self.repository.stats(user_id, datetime.now(UTC))
+    async def _check_groups(self, user_id: str, **groups: object) -> None:
+        errors = FieldErrors()
+        for field, value in groups.items():
+            if isinstance(value, UUID) and not await self.repository.group_exists(user_id, field, value):
+                errors.add(
+                    field,
+                    "names no list of yours"
+                    if field == "list_id"
+                    else "names no task of yours that can have subtasks",
+                )
+        if errors.errors:
+            raise ValidationException(detail="Invalid query parameters", extra=errors.errors)
 
-    async def complete_all(self, user_id: str, completed: bool, once: Once | None = None) -> int:
+    async def stats(self, user_id: str, list_id: str | None = None) -> TaskStats:
+        in_list = await self._list_filter(user_id, list_id)
+        return await self.repository.stats(user_id, datetime.now(UTC), in_list)
+
+    async def complete_all(
+        self, user_id: str, completed: bool, once: Once | None = None, list_id: str | None = None
+    ) -> int:
+        """Set ``completed`` on every task of the caller, or of one list (``list_id``: an id or inbox)."""
+        in_list = await self._list_filter(user_id, list_id)
+        now = datetime.now(UTC)
         if once is None:
-            return await self.repository.set_completed_all(user_id, completed, datetime.now(UTC))
-        return await self.repository.set_completed_all_once(user_id, completed, datetime.now(UTC), once)
+            return await self.repository.set_completed_all(user_id, completed, now, in_list)
+        return await self.repository.set_completed_all_once(user_id, completed, now, once, in_list)
 
-    async def clear_completed(self, user_id: str) -> int:
-        return await self.repository.delete_completed(user_id)
+    async def clear_completed(self, user_id: str, list_id: str | None = None) -> int:
+        in_list = await self._list_filter(user_id, list_id)
+        return await self.repository.delete_completed(user_id, in_list)
+
+    async def _list_filter(self, user_id: str, list_id: str | None) -> UUID | str | None:
+        """``list_id`` as a bulk action or the stats take it: an id of a list of the caller's, or inbox."""
+        errors = FieldErrors()
+        in_list = group_filter(errors, "list_id", list_id, INBOX)
+        if errors.errors:
+            raise ValidationException(detail="Invalid list_id", extra=errors.errors)
+        await self._check_groups(user_id, list_id=in_list)
+        return in_list
 
     async def _missing_or_stale(
         self, user_id: str, task_id: UUID, if_match: tuple[int, ...] | None
     ) -> TaskRead:
         return await self.missing_or_stale(lambda: self.repository.owned_exists(user_id, task_id), if_match)
+
+
+def _answer(values: dict[str, Any]) -> StoredResponse:
+    """The 201 a keyed create stores with its insert: built here from the values (due_at is in UTC, as
+    the database returns it), but for what the database decides (``TASKS.decided_on_insert``)."""
+    body = msgspec.to_builtins(
+        TaskRead(**{**values, "priority": Priority(values["priority"]), "position": ""})
+    )
+    body.update({name: PENDING for name in TASKS.decided_on_insert})
+    location = task_location(values["user_id"], values["id"])
+    return StoredResponse(201, msgspec.json.encode(body).decode(), location, etag(1))
 
 
 def task_location(user_id: str, task_id: UUID) -> str:
