@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 
 from backend.sql import Sql
 
@@ -110,9 +110,10 @@ def snapshot_page(table: str, columns: tuple[str, ...]) -> Sql:
     return Sql.of(
         text(
             f"SELECT {cols} FROM {table} WHERE user_id = :owner "  # noqa: S608 - table/columns are ours
-            "AND (:first OR (created_at, id) > (:created_at, :after)) "
+            # A range on the (user_id, created_at, id) index: each page costs its own rows only.
+            "AND (created_at, id) > (coalesce(CAST(:created_at AS timestamptz), '-infinity'), :after) "
             "ORDER BY created_at, id LIMIT :n"
-        ).bindparams(bindparam("first"), bindparam("created_at"), bindparam("after"), bindparam("n"))
+        )
     )
 
 

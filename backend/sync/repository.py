@@ -47,7 +47,7 @@ class SyncRepository(DriverRepository[Task]):
         self, user_id: str, table: int, created_at: datetime | None, after: UUID, n: int
     ) -> list[asyncpg.Record]:
         params: dict[str, Any] = {
-            "owner": user_id, "first": created_at is None, "created_at": created_at, "after": after, "n": n,
+            "owner": user_id, "created_at": created_at, "after": after, "n": n,
         }  # fmt: skip
         return await self.fetch_rows(TRACKED[table].page, params)
 
