@@ -7,8 +7,8 @@ Create Date: 2026-12-07
 A per-user change counter, ``sync_clock.seq``, numbers the transactions that change a user's rows.
 
 - Every write of ``tasks`` or ``lists`` stamps each row it writes with its transaction id
-  (``change_xid``: a column default on insert, a BEFORE UPDATE row trigger on update; no lock, no
-  extra statement). At the end of the statement (AFTER ... FOR EACH STATEMENT, like the live-update
+  (``change_xid``: a column default on insert, a BEFORE row trigger on update; no lock, no extra
+  statement). At the end of the statement (AFTER ... FOR EACH STATEMENT, like the live-update
   triggers), ``sync_mark(user)`` gives the transaction its number for that user, once per
   transaction: it takes the owner's lock ``hashtextextended(user_id, 13)`` (already held: the
   live-update triggers took it just before, after the statement's row locks, so no new lock order),
@@ -182,8 +182,11 @@ def upgrade() -> None:
         op.execute(f"CREATE INDEX ix_{table}_change_xid ON {table} (change_xid) WHERE change_xid IS NOT NULL")
         op.execute(_written(table))
         op.execute(_deleted(table))
+        # The default stamps a normal insert, so the condition (checked without calling plpgsql) spares
+        # it the call; it still stamps every update, and an insert that copies a stamp from elsewhere.
         op.execute(
-            f"CREATE TRIGGER {table}_sync_stamp BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION sync_stamp()"
+            f"CREATE TRIGGER {table}_sync_stamp BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
+            "WHEN (NEW.change_xid IS DISTINCT FROM pg_current_xact_id()) EXECUTE FUNCTION sync_stamp()"
         )
         for event in ("insert", "update"):
             transition = "NEW TABLE AS new_rows" + (" OLD TABLE AS old_rows" if event == "update" else "")
