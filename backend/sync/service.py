@@ -58,7 +58,7 @@ class SyncService:
             if len(rows) > len(items):
                 last = rows[len(items) - 1]
                 return _answer(found, [], Snapshot(at.base, table, last["created_at"], last["id"]), more=True)
-            table, created_at, after = table + 1, None, Snapshot(0).after
+            table, created_at, after = table + 1, None, UUID(int=0)
             if room == 0 and table < len(TRACKED):
                 return _answer(found, [], Snapshot(at.base, table), more=True)
         # Everything committed after ``base`` comes next, also what changed while these pages were read.
