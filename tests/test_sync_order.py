@@ -87,3 +87,23 @@ def test_a_change_held_open_by_a_transaction_comes_after_it_commits(
     api: ApiServer, tokens: Tokens, user: str, database_url: str
 ) -> None:
     asyncio.run(_held_change_comes_after(api, tokens, user, database_url))
+
+
+def test_a_row_inserted_with_a_copied_stamp_still_comes(
+    client: httpx.Client, user: str, database_url: str
+) -> None:
+    """SQL run by hand (a restore, a copy) may insert a row with an old stamp: still a change."""
+    original = client.post("/tasks", json={"title": "original"}).json()
+    cursor = client.get("/sync").json()["cursor"]
+
+    async def copy() -> None:
+        async with connect(database_url) as connection:
+            await connection.execute(
+                "INSERT INTO tasks (id, user_id, title, created_at, updated_at, change_xid) "
+                "SELECT gen_random_uuid(), user_id, 'copy', now(), now(), change_xid "
+                "FROM tasks WHERE id = $1",
+                original["id"],
+            )
+
+    asyncio.run(copy())
+    assert [t["title"] for t in client.get("/sync", params={"cursor": cursor}).json()["tasks"]] == ["copy"]
