@@ -23,6 +23,7 @@ from backend.lists import ListController, provide_lists
 from backend.observability import configure_logging, request_context
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
+from backend.sync import SyncController, provide_sync
 from backend.tasks import TaskController, provide_tasks
 
 MAX_BODY_BYTES = 64 * 1024
@@ -73,10 +74,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={
             "tasks": Provide(provide_tasks(settings.tasks_max_per_user)),
             "lists": Provide(provide_lists(settings.lists_max_per_user)),
+            "sync": Provide(provide_sync),
             # One live-updates hub per worker, like the engine.
             "live": Provide(lambda: live, use_cache=True, sync_to_thread=False),
         },
-        route_handlers=[TaskController, ListController, EventController],
+        route_handlers=[TaskController, ListController, SyncController, EventController],
     )
     return WrappedLitestar(
         # Around everything Litestar does (routing 404s, CORS, exception handling included), so every

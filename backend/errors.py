@@ -100,6 +100,7 @@ _DESCRIPTIONS = {
     404: "No such task or list for this user (also for another user's and for a non-UUID id)",
     409: "The per-user task or list limit is reached, or a request with this `Idempotency-Key` is still "
     "running (`Retry-After`)",
+    410: "The sync cursor does not parse or is older than the changes kept: sync again without a cursor",
     412: "`If-Match` does not match the current version; nothing was changed",
     413: "Request body over 64 KiB",
     415: "Request body is not `application/json`",

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 import backend.events.tables
 import backend.idempotency
 import backend.lists.models
+import backend.sync.tables
 import backend.tasks.models  # noqa: F401
 
 if TYPE_CHECKING:

@@ -1,0 +1,64 @@
+"""Every statement of ``/sync``; each takes the caller's ``user_id`` and filters on it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from msgspec import Struct
+
+from backend.data import changes
+from backend.lists.schemas import ListRead
+from backend.sql import DriverRepository
+from backend.tasks.models import Task
+from backend.tasks.schemas import TaskRead
+
+
+class Tracked:
+    """A table whose changes ``/sync`` sends, and the Struct a row of it becomes (columns in field order)."""
+
+    def __init__(self, table: str, read_type: type[Struct]) -> None:
+        self.table = table
+        self.read_type = read_type
+        columns = read_type.__struct_fields__
+        self.page = changes.snapshot_page(table, columns)
+        self.by_id = changes.rows_by_id(table, columns)
+
+
+# In this order in a full sync and within one change number: lists before the tasks that name them.
+TRACKED = (Tracked("lists", ListRead), Tracked("tasks", TaskRead))
+_CHANGES = changes.changes_page(tuple(t.table for t in TRACKED))
+
+
+class SyncRepository(DriverRepository[Task]):
+    """Reads only. AA's repository wants a model; the statements here name their tables themselves."""
+
+    model_type = Task
+
+    async def clock(self, user_id: str) -> tuple[int, int]:
+        """The caller's change counter and the number its history was purged through."""
+        row = await self.fetch_row(changes.CLOCK, {"owner": user_id})
+        assert row is not None  # an aggregate always answers one row
+        return int(row[0]), int(row[1])
+
+    async def snapshot_rows(
+        self, user_id: str, table: int, created_at: datetime | None, after: UUID, n: int
+    ) -> list[asyncpg.Record]:
+        params: dict[str, Any] = {
+            "owner": user_id, "created_at": created_at, "after": after, "n": n,
+        }  # fmt: skip
+        return await self.fetch_rows(TRACKED[table].page, params)
+
+    async def changed(self, user_id: str, since: changes.Since, n: int) -> list[asyncpg.Record]:
+        params = {"owner": user_id, "seq": since.seq, "kind": since.kind, "after": since.after, "n": n}
+        return await self.fetch_rows(_CHANGES, params)
+
+    async def rows(self, user_id: str, table: int, ids: list[UUID]) -> list[Any]:
+        """The caller's rows of TRACKED[table] among ``ids`` (those still there), as read Structs."""
+        if not ids:
+            return []
+        tracked = TRACKED[table]
+        found = await self.fetch_rows(tracked.by_id, {"owner": user_id, "ids": ids})
+        return [tracked.read_type(*row) for row in found]
