@@ -39,7 +39,11 @@ CONTRACT = {
     ("/api/{user_id}/tasks/{task_id}", "patch"), ("/api/{user_id}/tasks/{task_id}", "delete"),
     ("/api/{user_id}/tasks/{task_id}/complete", "patch"), ("/api/{user_id}/tasks/stats", "get"),
     ("/api/{user_id}/tasks/complete-all", "post"), ("/health", "get"), ("/health/ready", "get"),
-    ("/api/{user_id}/events", "get"),
+    ("/api/{user_id}/events", "get"), ("/api/{user_id}/tasks/{task_id}/move", "post"),
+    ("/api/{user_id}/lists", "get"), ("/api/{user_id}/lists", "post"),
+    ("/api/{user_id}/lists/{list_id}", "get"), ("/api/{user_id}/lists/{list_id}", "put"),
+    ("/api/{user_id}/lists/{list_id}", "patch"), ("/api/{user_id}/lists/{list_id}", "delete"),
+    ("/api/{user_id}/lists/{list_id}/move", "post"), ("/api/{user_id}/sync", "get"),
 }  # fmt: skip
 
 

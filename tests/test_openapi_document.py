@@ -53,6 +53,7 @@ def test_operation_ids_are_the_handlers_names(anon: httpx.Client) -> None:
     assert by_path[("/health", "get")] == "getHealth"
     assert by_path[("/health/ready", "get")] == "getReadiness"
     tasks, one = "/api/{user_id}/tasks", "/api/{user_id}/tasks/{task_id}"
+    lists, a_list = "/api/{user_id}/lists", "/api/{user_id}/lists/{list_id}"
     assert by_path == {
         ("/health", "get"): "getHealth",
         ("/health/ready", "get"): "getReadiness",
@@ -66,6 +67,15 @@ def test_operation_ids_are_the_handlers_names(anon: httpx.Client) -> None:
         (f"{one}/complete", "patch"): "setTaskCompletion",
         (f"{tasks}/stats", "get"): "getTaskStats",
         (f"{tasks}/complete-all", "post"): "completeAllTasks",
+        (f"{one}/move", "post"): "moveTask",
+        (lists, "get"): "listLists",
+        (lists, "post"): "createList",
+        (a_list, "get"): "getList",
+        (a_list, "patch"): "updateList",
+        (a_list, "put"): "replaceList",
+        (a_list, "delete"): "deleteList",
+        (f"{a_list}/move", "post"): "moveList",
+        ("/api/{user_id}/sync", "get"): "sync",
         ("/api/{user_id}/events", "get"): "streamTaskEvents",
     }
 
@@ -199,8 +209,12 @@ def test_what_the_docs_page_shows_is_plain_and_complete(anon: httpx.Client) -> N
             assert '"null"' not in schema, name
             assert None not in parameter["schema"].get("enum", []), name
     listing = {p["name"]: p["schema"] for p in spec["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]}
-    for bound in ("due_before", "due_after"):
-        assert listing[bound] == {"type": "string", "format": "date-time"}, listing[bound]
+    for bound, end in (("due_before", "Exclusive."), ("due_after", "Inclusive.")):
+        assert {k: listing[bound].get(k) for k in ("type", "format")} == {
+            "type": "string",
+            "format": "date-time",
+        }
+        assert end in listing[bound]["description"], listing[bound]
 
 
 def test_every_parameter_is_described(anon: httpx.Client) -> None:
