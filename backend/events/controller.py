@@ -97,7 +97,7 @@ class EventController(Controller):
         ] = None,
     ) -> EventStream:
         after = parse_last_event_id(last_event_id)
-        subscriber = live.hub.subscribe(user_id, token_expires_at(request), after)
+        subscriber = await live.subscribe(user_id, token_expires_at(request), after)
         if after is not None:
             subscriber.hold(max(after, 0))
         try:

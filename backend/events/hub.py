@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -121,6 +122,7 @@ class Hub:
         # Told the id of every stream that ends while it was counted across workers.
         self.on_release: Callable[[UUID], None] = lambda _: None
         self._by_user: dict[str, set[Subscriber]] = {}
+        self._freed = asyncio.Event()  # set (and replaced) whenever a stream ends
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._by_user.values())
@@ -151,6 +153,15 @@ class Hub:
                 return True
         return False
 
+    async def wait_for_room(self, user_id: str, within: float) -> None:
+        """Return once ``user_id`` has fewer than the most streams open here, or after ``within`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while len(self._by_user.get(user_id, ())) >= self.streams_per_user and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self._freed.wait()
+
     def too_many(self) -> TooManyStreams:
         return TooManyStreams(
             detail=f"at most {self.streams_per_user} open event streams per user; close one first"
@@ -164,6 +175,8 @@ class Hub:
                 del self._by_user[subscriber.user_id]
             if subscriber.counted:
                 self.on_release(subscriber.id)
+            self._freed.set()
+            self._freed = asyncio.Event()
 
     def stream_ids(self) -> list[UUID]:
         return [s.id for streams in self._by_user.values() for s in streams if s.counted]
