@@ -15,8 +15,8 @@ from backend.errors import exception_handlers
 from backend.events import EventController, LiveUpdates
 from backend.health import health, ready
 from backend.http.cors import cors_config, problem_preflights
-from backend.http.idempotency import exception_handlers as idempotency_handlers
 from backend.http.head import head_as_get
+from backend.http.idempotency import exception_handlers as idempotency_handlers
 from backend.http.openapi import openapi_config
 from backend.http.query import strict_query
 from backend.observability import configure_logging, request_context, silence_server_access_log
