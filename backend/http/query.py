@@ -80,26 +80,31 @@ class _Rules:
     idempotent: bool
 
 
-_RULES: weakref.WeakKeyDictionary[BaseRouteHandler, _Rules] = weakref.WeakKeyDictionary()
+_PATH_PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+# By the handler's function: Litestar hands guards a copy of its own handlers (see backend.http.routes).
+_RULES: weakref.WeakKeyDictionary[Any, _Rules] = weakref.WeakKeyDictionary()
 
 
-def _rules(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> _Rules:
-    rules = _RULES.get(handler)
+def _rules(handler: BaseRouteHandler) -> _Rules:
+    rules = _RULES.get(handler.fn)
     if rules is None:
-        query = declared_query(handler, connection.path_params)
+        path_names = {name for path in handler.paths for name in _PATH_PARAMETER.findall(path)}
+        query = declared_query(handler, path_names)
         idempotent = IDEMPOTENCY_PARAMETER in handler.parsed_fn_signature.parameters
-        rules = _RULES[handler] = _Rules(query, idempotent)
+        rules = _RULES[handler.fn] = _Rules(query, idempotent)
     return rules
 
 
-def strict_query(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def strict_query(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """A guard for every route, driven by the handler's own signature: 400 for a single-valued query
     parameter given twice, for the literal ``null`` where Litestar would read it as "not given", for a
     number or boolean not written plainly, and for an ``Idempotency-Key`` sent to a route that does not
     honour one (it would be silently ignored)."""
-    rules = _rules(connection, handler)
+    rules = _rules(handler)
     errors = []
-    if not rules.idempotent and IDEMPOTENCY_HEADER in connection.headers:
+    # OPTIONS: Litestar's own handler, which answers every request alike.
+    idempotency_checked = not rules.idempotent and connection.scope.get("method") != "OPTIONS"
+    if idempotency_checked and IDEMPOTENCY_HEADER in connection.headers:
         errors.append({"field": "Idempotency-Key", "message": "is not supported on this route"})
     if rules.query:
         query = connection.query_params
