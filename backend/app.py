@@ -16,8 +16,10 @@ from backend.errors import exception_handlers
 from backend.events import EventController, LiveUpdates
 from backend.health import health, ready
 from backend.http.cors import cors_config, problem_preflights
+from backend.http.head import head_as_get
 from backend.http.idempotency import exception_handlers as idempotency_handlers
 from backend.http.openapi import openapi_config
+from backend.http.query import strict_query
 from backend.http.wrapping import WrappedLitestar
 from backend.lists import ListController, provide_lists
 from backend.observability import configure_logging, request_context
@@ -70,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     live = LiveUpdates(settings)
     api = Router(
         path="/",
-        guards=[owner_guard(verifier, limiter)],
+        guards=[owner_guard(verifier, limiter), strict_query],
         dependencies={
             "tasks": Provide(provide_tasks(settings.tasks_max_per_user)),
             "lists": Provide(provide_lists(settings.lists_max_per_user)),
@@ -98,4 +100,4 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 
 def _outer_layers(app: ASGIApp) -> ASGIApp:
-    return request_context(problem_preflights(app))
+    return request_context(problem_preflights(head_as_get(app)))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from backend.events.hub import Hub, Subscriber
+import pytest
+
+from backend.events.hub import Hub, Subscriber, TooManyStreams
 from backend.events.messages import RESYNC, Message, encode
 
 
@@ -68,5 +70,48 @@ def test_the_hub_routes_by_user_and_ends_every_stream_at_shutdown() -> None:
         assert late.ending
         hub.unsubscribe(a)
         assert not hub.wants("a")
+
+    asyncio.run(scenario())
+
+
+def test_a_reconnect_takes_the_place_of_the_stream_that_saw_its_last_event_id_once() -> None:
+    async def scenario() -> None:
+        hub = Hub(streams_per_user=2)
+        first, second = hub.subscribe("u", None), hub.subscribe("u", None)
+        hub.publish("u", [message(7), message(8)])  # both streams saw 8
+        # The client of `first` vanished after id 8 and reconnects with it: a stream that saw 8 goes.
+        taker = hub.subscribe("u", None, last_event_id=8)
+        gone = {first, second} - hub._by_user["u"]
+        assert len(gone) == 1
+        assert next(iter(gone)).cut.is_set()
+        # Without a matching Last-Event-ID, or with one no stream saw, the limit holds.
+        for last_event_id in (None, 0, 3):
+            with pytest.raises(TooManyStreams):
+                hub.subscribe("u", None, last_event_id=last_event_id)
+        # The stream that took a place is never given up in turn: live tabs cannot evict each other
+        # forever.
+        (other,) = hub._by_user["u"] - {taker}
+        hub.unsubscribe(other)
+        hub.subscribe("u", None)
+        taker.last_id = 8
+        with pytest.raises(TooManyStreams):
+            hub.subscribe("u", None, last_event_id=8)
+        assert taker in hub._by_user["u"]
+
+    asyncio.run(scenario())
+
+
+def test_a_new_stream_at_the_limit_waits_for_one_to_end() -> None:
+    async def scenario() -> None:
+        hub = Hub(streams_per_user=1)
+        old = hub.subscribe("u", None)
+        waiting = asyncio.create_task(hub.wait_for_room("u", 30))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        hub.unsubscribe(old)  # the client went away
+        await asyncio.wait_for(waiting, 5)
+        hub.subscribe("u", None)
+        # Nobody leaves: the wait ends by itself.
+        await hub.wait_for_room("u", 0.01)
 
     asyncio.run(scenario())

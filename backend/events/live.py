@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from backend.events.hub import Hub, Subscriber
+from backend.events.hub import Hub, Subscriber, TooManyStreams
 from backend.events.listener import Listener, listen_connect_args
 from backend.events.signals import on_exit_signal
 from backend.settings import Settings
 
 START_WAIT_SECONDS = 2.0
+# How long a new stream at its user's limit waits for another to end before the 429.
+ROOM_WAIT_SECONDS = 1.0
 
 
 class LiveUpdates:
@@ -33,10 +35,30 @@ class LiveUpdates:
                 await self.listener.connected.wait()
         self._restore_signals = on_exit_signal(self.hub.close_all)
 
-    async def admit(self, subscriber: Subscriber) -> None:
-        """Count the new stream against its user's limit on every worker and instance (429 past it).
-        Without a database connection only this worker's count applies."""
-        admitted = await self.listener.admit(subscriber.id, subscriber.user_id, self.hub.streams_per_user)
+    async def subscribe(
+        self, user_id: str, expires_at: float | None, last_event_id: int | None
+    ) -> Subscriber:
+        """A new stream of ``user_id`` in this worker's hub. At the limit, it waits a moment for a place:
+        a reload closes its streams and opens new ones at once, and the server may read the new
+        requests before it sees the old connections close."""
+        try:
+            return self.hub.subscribe(user_id, expires_at, last_event_id)
+        except TooManyStreams:
+            await self.hub.wait_for_room(user_id, ROOM_WAIT_SECONDS)
+            return self.hub.subscribe(user_id, expires_at, last_event_id)
+
+    async def admit(self, subscriber: Subscriber, last_event_id: int | None = None) -> None:
+        """Count the new stream against its user's limit on every worker and instance (429 past it; a
+        reconnect with the Last-Event-ID of a stream of this worker takes its place). Without a database
+        connection only this worker's count applies."""
+        most = self.hub.streams_per_user
+        admitted = await self.listener.admit(subscriber.id, subscriber.user_id, most)
+        if admitted is False:
+            # A stream of this worker in the way (see ``subscribe``), or one of another worker whose end
+            # is being recorded.
+            if not self.hub.take_place_of_dead(subscriber, last_event_id):
+                await self.hub.wait_for_room(subscriber.user_id, ROOM_WAIT_SECONDS)
+            admitted = await self.listener.admit(subscriber.id, subscriber.user_id, most)
         if admitted is False:
             raise self.hub.too_many()
         subscriber.counted = admitted is True

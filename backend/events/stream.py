@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 from anyio import create_task_group
-from litestar.connection import Request
-from litestar.datastructures import Cookie
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
-from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Scope, Send
 
 from backend.events.hub import Hub, Subscriber
@@ -56,38 +53,33 @@ async def messages(
         yield PING if message is None else message.frame
 
 
-class _CuttableStreamingResponse(ASGIStreamingResponse):
-    """Litestar's streaming response, plus: it ends when the subscriber is cut (even while a write
-    waits for a client that does not read), and it always unsubscribes."""
+class _Cuttable:
+    """Litestar's streaming response (which ends when the client disconnects), run through its public
+    ASGI interface, plus: it ends when the subscriber is cut (even while a write waits for a client
+    that does not read), and it always unsubscribes."""
 
-    __slots__ = ("hub", "subscriber")
-
-    def __init__(self, *, hub: Hub, subscriber: Subscriber, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, response: ASGIResponse, hub: Hub, subscriber: Subscriber) -> None:
+        self.response = response
         self.hub = hub
         self.subscriber = subscriber
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            async with create_task_group() as task_group:
+                done = task_group.cancel_scope
+
+                async def respond() -> None:
+                    await self.response(scope, receive, send)
+                    done.cancel()
+
+                async def cut() -> None:
+                    await self.subscriber.cut.wait()
+                    done.cancel()
+
+                task_group.start_soon(respond)
+                task_group.start_soon(cut)
         finally:
             self.hub.unsubscribe(self.subscriber)
-
-    async def send_body(self, send: Send, receive: Receive) -> None:
-        async with create_task_group() as task_group:
-            scope = task_group.cancel_scope
-
-            async def stream() -> None:
-                await self._stream(send)
-                scope.cancel()
-
-            async def cut() -> None:
-                await self.subscriber.cut.wait()
-                scope.cancel()
-
-            task_group.start_soon(stream)
-            task_group.start_soon(cut)
-            await self._listen_for_disconnect(cancel_scope=scope, receive=receive)
 
 
 class EventStream(Stream):
@@ -105,25 +97,7 @@ class EventStream(Stream):
         self.hub = hub
         self.subscriber = subscriber
 
-    def to_asgi_response(
-        self,
-        app: Any,
-        request: Request[Any, Any, Any],
-        *,
-        background: Any = None,
-        cookies: Iterable[Cookie] | None = None,
-        headers: dict[str, str] | None = None,
-        **_: Any,
-    ) -> ASGIResponse:
-        # Stream.to_asgi_response, building the cuttable response instead.
-        return _CuttableStreamingResponse(
-            hub=self.hub,
-            subscriber=self.subscriber,
-            iterator=self.iterator,
-            background=self.background or background,
-            content_length=0,
-            cookies=[*self.cookies, *(cookies or ())],
-            headers={**(headers or {}), **self.headers},
-            media_type="text/event-stream",
-            status_code=200,
-        )
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        response = super().to_asgi_response(*args, **kwargs)
+        # Litestar only calls what this returns (an ASGI app): the wrapper needs nothing else of it.
+        return cast("ASGIResponse", _Cuttable(response, self.hub, self.subscriber))
