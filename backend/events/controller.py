@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from backend.errors import PROBLEM_JSON, Problem, problem_responses
 from backend.events.live import LiveUpdates
@@ -78,19 +79,19 @@ class EventController(Controller):
     async def stream_task_events(
         self,
         request: Request[Any, Any, Any],
-        live: LiveUpdates,
-        user_id: str,
+        live: NamedDependency[LiveUpdates],
+        user_id: FromPath[str],
         last_event_id: Annotated[
             str | None,
-            Parameter(
-                header="Last-Event-ID",
+            HeaderParameter(
+                name="Last-Event-ID",
                 description="The last `id` received: the events after it are sent first, or `resync`.",
             ),
         ] = None,
         access_token: Annotated[
             str | None,
-            Parameter(
-                query="access_token",
+            QueryParameter(
+                name="access_token",
                 description="The bearer token, for clients that cannot send headers (`EventSource`). "
                 "Never logged.",
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import weakref
 from collections.abc import Callable, Iterable
@@ -10,14 +11,12 @@ from types import NoneType
 from typing import Any, get_args
 
 import msgspec
-from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.constants import RESERVED_KWARGS
 from litestar.exceptions import ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import BodyKwarg, DependencyKwarg, ParameterKwarg
 
-_DIGITS = re.compile(r"[0-9]{1,18}")
 _INTEGER = (re.compile(r"-?[0-9]{1,18}").fullmatch, "must be a whole number written in digits")
 _BOOLEAN = ({"true", "false"}.__contains__, "must be true or false")
 # Handlers that take this parameter honour an Idempotency-Key (backend.http.idempotency).
@@ -90,9 +89,23 @@ def _rules(handler: BaseRouteHandler) -> _Rules:
     if rules is None:
         path_names = {name for path in handler.paths for name in _PATH_PARAMETER.findall(path)}
         query = declared_query(handler, path_names)
-        idempotent = IDEMPOTENCY_PARAMETER in handler.parsed_fn_signature.parameters
+        idempotent = _honours_idempotency_key(handler)
         rules = _RULES[handler.fn] = _Rules(query, idempotent)
     return rules
+
+
+def _honours_idempotency_key(handler: BaseRouteHandler) -> bool:
+    """The handler, or a dependency it asks for (e.g. ``backend.http.idempotency.provide_once``), takes
+    the ``idempotency_key`` header parameter."""
+    parameters = handler.parsed_fn_signature.parameters
+    if IDEMPOTENCY_PARAMETER in parameters:
+        return True
+    providers = handler.resolve_dependencies()
+    return any(
+        IDEMPOTENCY_PARAMETER in inspect.signature(providers[name].dependency).parameters
+        for name in parameters
+        if name in providers
+    )
 
 
 async def strict_query(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -118,27 +131,3 @@ async def strict_query(connection: ASGIConnection[Any, Any, Any, Any], handler: 
                 errors.append({"field": parameter.key, "message": parameter.form[1]})
     if errors:
         raise ValidationException(detail="Invalid request parameters", extra=errors)
-
-
-def require_canonical(
-    request: Request[Any, Any, Any], *, integers: Iterable[str] = (), booleans: Iterable[str] = ()
-) -> None:
-    """400 unless each named parameter is given at most once, in plain form.
-
-    Litestar converts query strings leniently (``limit=1e2`` and ``limit=5.0`` become integers,
-    ``completed=1`` becomes true and ``completed=null`` none): the contract says a bad value is a 400.
-    """
-    query = request.query_params
-    errors = []
-    for names, check, message in (
-        (integers, _DIGITS.fullmatch, "must be a whole number written in digits"),
-        (booleans, {"true", "false"}.__contains__, "must be true or false"),
-    ):
-        for name in names:
-            values = query.getall(name, [])
-            if len(values) > 1:
-                errors.append({"field": name, "message": "must be given at most once"})
-            elif values and not check(values[0]):
-                errors.append({"field": name, "message": message})
-    if errors:
-        raise ValidationException(detail="Invalid query parameters", extra=errors)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request
+from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from backend.errors import problem_responses
-from backend.http.query import require_canonical
 from backend.http.routes import get
 from backend.sync.schemas import SyncPage
 from backend.sync.service import SyncService
@@ -36,7 +36,6 @@ def _strict(request: Request[Any, Any, Any]) -> str | None:
         errors.append({"field": "cursor", "message": "must be given at most once"})
     if errors:
         raise ValidationException(detail="Invalid query parameters", extra=errors)
-    require_canonical(request, integers=("limit",))
     return cursors[0] if cursors else None
 
 
@@ -51,10 +50,12 @@ class SyncController(Controller):
     async def sync(
         self,
         request: Request[Any, Any, Any],
-        sync: SyncService,
-        user_id: str,
-        cursor: Annotated[str | None, Parameter(description="From an earlier answer; opaque.")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000, description="Objects per answer, all kinds.")] = 500,
+        sync: NamedDependency[SyncService],
+        user_id: FromPath[str],
+        cursor: Annotated[str | None, QueryParameter(description="From an earlier answer; opaque.")] = None,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=1000, description="Objects per answer, all kinds.")
+        ] = 500,
     ) -> SyncPage:
         del cursor  # read raw: Litestar would turn "null" into None
         return await sync.page(user_id, _strict(request), limit)

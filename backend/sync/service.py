@@ -6,6 +6,7 @@ from collections import defaultdict
 from typing import Any
 from uuid import UUID
 
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,6 +91,6 @@ def _answer(
     )  # fmt: skip
 
 
-async def provide_sync(db_session: AsyncSession) -> SyncService:
+async def provide_sync(db_session: NamedDependency[AsyncSession]) -> SyncService:
     """A SyncService on the session AA's plugin opens for the request."""
     return SyncService(SyncRepository(session=db_session))

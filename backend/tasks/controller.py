@@ -18,7 +18,6 @@ from backend.errors import problem_responses
 from backend.http.etags import IfMatch, IfNoneMatch, parse_if_match, unless_not_modified, with_etag
 from backend.http.idempotency import REPLAYED_HEADER, IdempotencyKey, request_once
 from backend.http.paging import page_headers, paging_headers
-from backend.http.query import require_canonical
 from backend.http.resource_routes import create_route, delete_route, read_route, write_route
 from backend.http.routes import delete, get, post
 from backend.tasks.filters import FILTER_PARAMS, Status, TaskFilter
@@ -138,7 +137,6 @@ class TaskController(Controller):
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> Response[list[TaskRead]]:
-        require_canonical(request, integers=("limit", "offset"), booleans=("completed",))
         query = TaskFilter.build(
             completed=completed,
             status=status,
