@@ -49,7 +49,9 @@ _STREAMS_CLOSED = "DELETE FROM event_streams WHERE id = ANY($1::uuid[])"
 _STREAMS_SEEN = "UPDATE event_streams SET seen_at = now() WHERE id = ANY($1::uuid[])"
 # (id, user id, type, data) of one task_events row.
 _Event = tuple[int, str, str, str]
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: asyncpg's own state broken by a connection that died mid-operation (seen: LISTEN
+# right after a reconnect during a database restart, "cannot switch to state 12").
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
 
 _FETCH = """
 SELECT e.id, e.user_id, e.type, e.data::text
@@ -222,6 +224,10 @@ class Listener:
                 except _ERRORS as exc:
                     logger.warning("live updates: listen connection lost: %s", exc)
                     delay = BACKOFF_FIRST_SECONDS
+                except Exception:
+                    # Anything else must not end the listener for good: that worker's streams would get
+                    # no event and no resync again. Logged whole, then a fresh connection.
+                    logger.exception("live updates: the listener failed; reconnecting")
                 finally:
                     self._connection = None
                     self.connected.clear()
@@ -232,7 +238,13 @@ class Listener:
 
     async def _serve(self, connection: asyncpg.Connection) -> None:
         lost = asyncio.Event()
-        connection.add_termination_listener(lambda _: lost.set())
+
+        def on_lost(_: object) -> None:
+            # Wake the loop too: a lost connection is noticed at once, not at the next probe.
+            lost.set()
+            self._wake.set()
+
+        connection.add_termination_listener(on_lost)
         await connection.add_listener(CHANNEL, self._notified)
         self._pending.clear()
         self._connection = connection
