@@ -58,9 +58,11 @@ STATEMENT_TIMEOUT = 1.0
 USERS = 3
 WRITERS_PER_USER = 3
 BULK_TASKS = 40
-# Writes that began waiting early in the lock time out (the driver gives up) while later ones commit as
-# soon as it ends: a timeout among requests that go on to succeed in the same worker.
-LOCK_SECONDS = 1.4 * STATEMENT_TIMEOUT
+# Some users' writes wait past the statement timeout (the driver gives up on them) while other users'
+# writes wait for less and then succeed: timeouts among requests in flight that go on to commit.
+LONG_LOCK_SECONDS = 1.4 * STATEMENT_TIMEOUT
+SHORT_LOCK_AFTER_SECONDS = 0.5 * STATEMENT_TIMEOUT
+SHORT_LOCK_SECONDS = 0.7 * STATEMENT_TIMEOUT
 QUIET_SECONDS = 6.0
 SCENARIO_BOUND_SECONDS = 100
 TEST_APP = "faults-test"  # our own connections (API_BACKENDS leaves them out): never terminated
@@ -169,6 +171,15 @@ async def lock_rows(c: Cluster, users: list[str], seconds: float) -> None:
         await admin.close()
 
 
+async def timeouts_among_waiting_writes(c: Cluster, timing_out: list[str], waiting: list[str]) -> None:
+    """``timing_out``'s writes wait past DATABASE_STATEMENT_TIMEOUT; ``waiting``'s writes, begun while
+    those are still waiting, wait for less and commit."""
+    long = asyncio.create_task(lock_rows(c, timing_out, LONG_LOCK_SECONDS))
+    await asyncio.sleep(SHORT_LOCK_AFTER_SECONDS)
+    await lock_rows(c, waiting, SHORT_LOCK_SECONDS)
+    await long
+
+
 async def server_statement_timeout(c: Cluster, users: list[str]) -> None:
     """A short database-wide statement_timeout (new sessions take it: the API's are terminated first)
     while these users' rows are locked: their statements are cancelled by the server."""
@@ -198,7 +209,7 @@ class Run:
     backends_after: int = 0
 
 
-async def inject(c: Cluster, run: Run, victims: list[str]) -> None:
+async def inject(c: Cluster, run: Run, timing_out: list[str], waiting: list[str]) -> None:
     async def fault(kind: str, action: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         await action()
         run.faults[kind] += 1
@@ -211,21 +222,21 @@ async def inject(c: Cluster, run: Run, victims: list[str]) -> None:
         await asyncio.to_thread(c.postgres.restart, "fast")
 
     a = c.instances["a"]
-    timeout = "statement timeout (rows locked past DATABASE_STATEMENT_TIMEOUT)"
+    timeout = "statement timeouts (rows locked past DATABASE_STATEMENT_TIMEOUT) among waiting writes"
     await asyncio.sleep(2)
-    await fault(timeout, lambda: lock_rows(c, victims, LOCK_SECONDS))
+    await fault(timeout, lambda: timeouts_among_waiting_writes(c, timing_out, waiting))
     await fault("pg_terminate_backend", lambda: terminate_api_backends(c))
-    await fault(timeout, lambda: lock_rows(c, victims, LOCK_SECONDS))
+    await fault(timeout, lambda: timeouts_among_waiting_writes(c, timing_out, waiting))
     run.killed_at = time.monotonic()
     await asyncio.to_thread(kill_instance, a)
     run.faults["SIGKILL of an instance (restarted)"] += 1
     restarted = asyncio.create_task(asyncio.to_thread(restart_instance, a))
-    await fault("server-side statement_timeout", lambda: server_statement_timeout(c, victims))
+    await fault("server-side statement_timeout", lambda: server_statement_timeout(c, timing_out + waiting))
     await fault("PostgreSQL restart", restart_postgres)
-    await fault(timeout, lambda: lock_rows(c, victims, LOCK_SECONDS))
+    await fault(timeout, lambda: timeouts_among_waiting_writes(c, timing_out, waiting))
     await restarted
     await wait_for(lambda: both_up(c.balancer), 10)
-    await fault(timeout, lambda: lock_rows(c, victims, LOCK_SECONDS))
+    await fault(timeout, lambda: timeouts_among_waiting_writes(c, timing_out, waiting))
     await fault("pg_terminate_backend", lambda: terminate_api_backends(c))
     # Writes go on: the streams must carry live events again (the listener notices a lost connection
     # within its probe interval, PROBE_EVERY_SECONDS = 5).
@@ -307,9 +318,9 @@ async def scenario(c: Cluster) -> Run:
         await asyncio.gather(*(w.create() for w in writers[:-1]), *(bulk.create() for _ in range(BULK_TASKS)))
         assert await wait_for(lambda: all(f.last_id for f in followers), 15), "no event on a stream"
         loops = [asyncio.create_task(w.run(stop_writes)) for w in writers]
-        victims = sorted({w.user for w in writers})
+        users = [w.user for w in writers[::WRITERS_PER_USER]]  # each user once, the bulk one last
         try:
-            await inject(c, run, victims)
+            await inject(c, run, [users[0], users[-1]], users[1:-1])
         finally:
             stop_writes.set()
             await asyncio.gather(*loops)
