@@ -48,7 +48,7 @@ import asyncpg
 import httpx
 import jwt
 
-from tests.cluster import ConnectionSampler, HAProxy, Postgres, kill_instance, restart_instance, tcp_postgres
+from tests.cluster import ConnectionSampler, HAProxy, Postgres, kill_instance, tcp_postgres
 from tests.cluster_clients import Ack, BulkWriter, Figures, Follower, Writer
 from tests.pgbouncer import PgBouncer
 from tests.support import AUDIENCE, ISSUER, ROOT, SECRET, UNHANDLED, ApiServer, create_database, run_cli
@@ -233,7 +233,7 @@ async def inject(c: Cluster, run: Run, timing_out: list[str], waiting: list[str]
     run.killed_at = time.monotonic()
     await asyncio.to_thread(kill_instance, a)
     run.faults["SIGKILL of an instance (restarted)"] += 1
-    restarted = asyncio.create_task(asyncio.to_thread(restart_instance, a))
+    restarted = asyncio.create_task(asyncio.to_thread(a.start))  # the same port, the same log
     await fault("server-side statement_timeout", lambda: server_statement_timeout(c, timing_out + waiting))
     await fault("PostgreSQL restart", restart_postgres)
     await fault(timeout, lambda: timeouts_among_waiting_writes(c, timing_out, waiting))
