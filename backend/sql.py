@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -9,10 +11,12 @@ from typing import Any, TypeVar, cast
 
 import asyncpg
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
@@ -21,7 +25,9 @@ ModelT = TypeVar("ModelT", bound=DeclarativeBase)
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 # A connection that is gone or unusable: closed socket, server shutdown, or asyncpg's own state left
-# broken by a server message that arrived while the connection sat idle in the pool.
+# broken by a server message that arrived while the connection sat idle in the pool. Not a statement
+# timeout (``TimeoutError``, an ``OSError`` too): asyncpg cancels the statement and the connection
+# serves on, so ``_run`` lets a timeout through before it gets here.
 _CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
@@ -54,6 +60,44 @@ def row_count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+class _RenewAfterLoss:
+    """A pool's listeners (public ``PoolEvents``) that replace, each at its next checkout, the connections
+    opened before one of them was found dead: a database restart kills the idle ones too. Each is
+    replaced in place (``DisconnectionError`` on checkout: SQLAlchemy reconnects that entry), so the
+    pool never holds more than it allows; throwing the pool away instead (``engine.dispose()``) would
+    leave the connections in use open outside any pool. A connection opened for the checkout at hand is
+    never refused (SQLAlchemy retries a checkout only once)."""
+
+    def __init__(self) -> None:
+        self.lost_at = float("-inf")
+
+    def connect(self, _: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info[_OPENED_AT] = time.monotonic()
+        entry.info[_UNUSED] = True
+
+    def checkout(self, _: Any, entry: ConnectionPoolEntry, __: Any) -> None:
+        if entry.info.pop(_UNUSED, False):
+            return
+        # Entries opened before these listeners existed carry no time: they predate the loss.
+        if entry.info.get(_OPENED_AT, float("-inf")) < self.lost_at:
+            raise exc.DisconnectionError("opened before a connection of this pool was lost")
+
+
+_OPENED_AT = "backend.sql.opened_at"
+_UNUSED = "backend.sql.unused"
+_RENEWERS: weakref.WeakKeyDictionary[Pool, _RenewAfterLoss] = weakref.WeakKeyDictionary()
+
+
+def renew_pool_connections(pool: Pool) -> None:
+    """Have ``pool`` replace the connections opened until now, each at its next checkout."""
+    renewer = _RENEWERS.get(pool)
+    if renewer is None:
+        renewer = _RENEWERS[pool] = _RenewAfterLoss()
+        event.listen(pool, "connect", renewer.connect)
+        event.listen(pool, "checkout", renewer.checkout)
+    renewer.lost_at = time.monotonic()
+
+
 def _checkout(session: Session) -> tuple[Connection, Any]:
     connection = session.connection()
     return connection, connection.connection.driver_connection
@@ -70,8 +114,10 @@ class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
     0.16-0.38x the raw baseline; SQLAlchemy's execute and per-column result processing are ~40 % of
     the gap to this path.
 
-    Without a transaction of SQLAlchemy's own, asyncpg runs each statement in autocommit; once an
-    inherited method has begun one, these statements join it (and commit with the session).
+    Without a transaction of SQLAlchemy's own, asyncpg runs each statement in autocommit (no BEGIN:
+    pinned by tests/test_driver_repository.py). An inherited method begins one (SQLAlchemy's autobegin)
+    that these statements then join and that nobody commits (AA's default ``before_send`` handler only
+    closes the session, which rolls it back): writes go through these methods or ``transaction``.
     """
 
     _driver: Any = None
@@ -81,6 +127,8 @@ class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
         if self._driver is None:
             # One hop into SQLAlchemy's greenlet instead of the three that ``await session.connection()``
             # and ``get_raw_connection()`` take: the session's connection and asyncpg's under it.
+            # ``greenlet_spawn`` is undocumented (it is how AsyncSession calls the sync Session; no
+            # upstream promise): tests/test_driver_repository.py pins what we use of it.
             self._bound, self._driver = await greenlet_spawn(
                 _checkout, cast("AsyncSession", self.session).sync_session
             )
@@ -90,13 +138,15 @@ class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
         driver = await self._connection()
         try:
             return await getattr(driver, method)(sql.text, *sql.args(params))
-        except _CONNECTION_LOST:
-            # SQLAlchemy did not run this statement, so it cannot see the connection die: drop it, and
-            # the idle ones that died with it (a database restart), so the next request reconnects.
+        except TimeoutError:
+            raise  # the statement was cancelled; the connection is fine (and goes back to the pool)
+        except _CONNECTION_LOST as error:
+            # SQLAlchemy did not run this statement, so it cannot see the connection die: close this
+            # one (the pool opens another in its place), and have the pool renew the others lazily.
             self._driver = None
             if self._bound is not None:
-                await greenlet_spawn(self._bound.invalidate)
-                await greenlet_spawn(self._bound.engine.dispose)
+                await greenlet_spawn(self._bound.invalidate, error)
+                renew_pool_connections(self._bound.engine.pool)
             raise
 
     @asynccontextmanager
