@@ -16,7 +16,9 @@ from backend.events import EventController, LiveUpdates
 from backend.health import health, ready
 from backend.http.cors import cors_config, problem_preflights
 from backend.http.idempotency import exception_handlers as idempotency_handlers
+from backend.http.head import head_as_get
 from backend.http.openapi import openapi_config
+from backend.http.query import strict_query
 from backend.observability import configure_logging, request_context, silence_server_access_log
 from backend.ratelimit import MemoryCounter, RateLimiter, RedisCounter, add_rate_limit_headers, parse_rate
 from backend.settings import ConfigError, Settings, load_settings
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     live = LiveUpdates(settings)
     api = Router(
         path="/",
-        guards=[owner_guard(verifier, limiter)],
+        guards=[owner_guard(verifier, limiter), strict_query],
         dependencies={
             "tasks": Provide(provide_tasks),
             # One live-updates hub per worker, like the engine.
@@ -88,5 +90,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # Around everything Litestar does (routing 404s, CORS, exception handling included), so every
     # response gets a request id, the security headers and an access-log line.
-    app.asgi_handler = request_context(problem_preflights(app.asgi_handler))
+    app.asgi_handler = request_context(problem_preflights(head_as_get(app.asgi_handler)))
     return app

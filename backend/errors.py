@@ -20,6 +20,7 @@ from advanced_alchemy.exceptions import (
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, InternalServerException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -198,10 +199,15 @@ _CLIENT_DISCONNECTED = "client disconnected prematurely"
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     if isinstance(exc, InternalServerException) and exc.detail == _CLIENT_DISCONNECTED:
         # Nobody is left to read an answer: not a server error, and no traceback in the log.
-        logger.info("client disconnected mid-body on %s %s", request.method, request.url.path)
-        return problem(400, "The request body ended early: the client disconnected")
+        # The server says only that the body stopped: cut short, or malformed (a bad chunk size).
+        logger.info("request body unreadable on %s %s", request.method, request.url.path)
+        return problem(400, "The request body could not be read to its end (cut short or malformed)")
     if exc.status_code >= 500:
         return _internal(request, exc)
+    if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        # The rest of the body is never read, so the server closes the connection after this answer:
+        # say so (RFC 9112 9.6), or a client may send its next request on it and lose it.
+        return problem(413, exc.detail, headers={**(exc.headers or {}), "Connection": "close"})
     return problem(exc.status_code, exc.detail, headers=exc.headers)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,6 +14,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from backend.errors import RETRY_AFTER_SECONDS, unavailable_recently
 
+logger = logging.getLogger(__name__)
 READY_TIMEOUT_SECONDS = 3.0
 # For this long after a request found the database unable to serve (e.g. out of connection slots),
 # readiness also opens a connection of its own: a pooled one answering SELECT 1 proves too little.
@@ -41,17 +42,27 @@ async def health() -> Health:
         )
     },
 )
-async def ready(request: Request[Any, Any, Any], db_engine: AsyncEngine) -> Response[Health]:
+async def ready(db_engine: AsyncEngine) -> Response[Health]:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             async with db_engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             if unavailable_recently(RECHECK_NEW_CONNECTIONS_SECONDS):
                 await _open_new_connection(db_engine)
-    except Exception:
-        request.logger.warning("readiness check failed", exc_info=True)
+    except Exception as exc:
+        # One JSON line with the cause (a probe fails every few seconds while the database is down: a
+        # traceback each time would bury everything else).
+        logger.warning("readiness check failed: %s", _cause(exc))
         return _unavailable()
     return Response(Health(status="ok"))
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {READY_TIMEOUT_SECONDS:g} s"
+    # SQLAlchemy wraps the driver's error and appends a documentation link: the driver's says it all.
+    cause = exc.__cause__ or exc
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"[:300]
 
 
 async def _open_new_connection(engine: AsyncEngine) -> None:

@@ -97,11 +97,11 @@ class EventController(Controller):
         ] = None,
     ) -> EventStream:
         after = parse_last_event_id(last_event_id)
-        subscriber = live.hub.subscribe(user_id, token_expires_at(request))
+        subscriber = live.hub.subscribe(user_id, token_expires_at(request), after)
         if after is not None:
             subscriber.hold(max(after, 0))
         try:
-            await live.admit(subscriber)
+            await live.admit(subscriber, after)
             content = messages(subscriber, live.listener, after)
             return EventStream(live.hub, subscriber, content)
         except BaseException:

@@ -36,6 +36,9 @@ class Subscriber:
         # event that also arrives live is skipped.
         self.last_id = 0
         self.ending = False  # no more messages: the stream ends once its queue is written
+        # Admitted in the place of a stream that presented the same Last-Event-ID: never given up in turn
+        # (six live tabs would otherwise evict each other forever).
+        self.took_a_place = False
         self.cut = asyncio.Event()  # end now, even in the middle of a write
         self._queue: deque[Message] = deque()
         self._ready = asyncio.Event()
@@ -122,15 +125,31 @@ class Hub:
     def __len__(self) -> int:
         return sum(len(s) for s in self._by_user.values())
 
-    def subscribe(self, user_id: str, expires_at: float | None) -> Subscriber:
-        streams = self._by_user.setdefault(user_id, set())
-        if len(streams) >= self.streams_per_user:
-            raise self.too_many()
+    def subscribe(
+        self, user_id: str, expires_at: float | None, last_event_id: int | None = None
+    ) -> Subscriber:
         subscriber = Subscriber(user_id, expires_at, self.queue_limit)
-        streams.add(subscriber)
+        full = len(self._by_user.get(user_id, ())) >= self.streams_per_user
+        if full and not self.take_place_of_dead(subscriber, last_event_id):
+            raise self.too_many()
+        self._by_user.setdefault(user_id, set()).add(subscriber)
         if self.exiting:
             subscriber.end(SHUTDOWN_CUT_AFTER_SECONDS)
         return subscriber
+
+    def take_place_of_dead(self, newcomer: Subscriber, last_event_id: int | None) -> bool:
+        """Make room for ``newcomer``, a reconnect that presents ``last_event_id``: end a stream of the
+        same user whose last event is that one, presumably the same client's whose connection died
+        without a word (the server would notice only at a later write). False when there is none."""
+        if last_event_id is None or last_event_id <= 0:
+            return False
+        for stream in self._by_user.get(newcomer.user_id, ()):
+            if stream is not newcomer and not stream.took_a_place and stream.last_id == last_event_id:
+                self.unsubscribe(stream)
+                stream.cut.set()
+                newcomer.took_a_place = True
+                return True
+        return False
 
     def too_many(self) -> TooManyStreams:
         return TooManyStreams(

@@ -142,10 +142,24 @@ class Listener:
             return None
         try:
             async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                # Streams that just ended no longer count (a reload closes five and opens five).
+                await self._delete_released(connection)
                 return bool(await connection.fetchval(_STREAM_OPEN, stream_id, user_id, most, STREAM_FRESH))
         except _ERRORS as exc:
             logger.warning("live updates: stream limit check failed: %s", exc)
             return None
+
+    async def _delete_released(self, connection: asyncpg.Connection) -> None:
+        """Under ``_lock``: delete the rows of the streams released so far (those released meanwhile
+        wait for the next turn; a failed delete keeps them)."""
+        released, self._released = self._released, []
+        if not released:
+            return
+        try:
+            await connection.execute(_STREAMS_CLOSED, released)
+        except BaseException:
+            self._released[:0] = released
+            raise
 
     def release(self, stream_id: UUID) -> None:
         """The stream ended: its row goes in the listener's next turn."""
@@ -240,8 +254,7 @@ class Listener:
                 await self._deliver(connection, batch)
             elif self._released:
                 async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
-                    await connection.execute(_STREAMS_CLOSED, self._released)
-                self._released = []
+                    await self._delete_released(connection)
             else:
                 async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
                     await connection.fetchval("SELECT 1")

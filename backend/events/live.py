@@ -33,10 +33,14 @@ class LiveUpdates:
                 await self.listener.connected.wait()
         self._restore_signals = on_exit_signal(self.hub.close_all)
 
-    async def admit(self, subscriber: Subscriber) -> None:
-        """Count the new stream against its user's limit on every worker and instance (429 past it).
-        Without a database connection only this worker's count applies."""
-        admitted = await self.listener.admit(subscriber.id, subscriber.user_id, self.hub.streams_per_user)
+    async def admit(self, subscriber: Subscriber, last_event_id: int | None = None) -> None:
+        """Count the new stream against its user's limit on every worker and instance (429 past it; a
+        reconnect with the Last-Event-ID of a stream of this worker takes its place). Without a database
+        connection only this worker's count applies."""
+        most = self.hub.streams_per_user
+        admitted = await self.listener.admit(subscriber.id, subscriber.user_id, most)
+        if admitted is False and self.hub.take_place_of_dead(subscriber, last_event_id):
+            admitted = await self.listener.admit(subscriber.id, subscriber.user_id, most)
         if admitted is False:
             raise self.hub.too_many()
         subscriber.counted = admitted is True

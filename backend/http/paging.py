@@ -16,8 +16,11 @@ def page_headers(
     request: Request[Any, Any, Any], *, total: int, limit: int, offset: int, keep: Collection[str]
 ) -> dict[str, str]:
     """``keep``: the query parameters the links carry over (the filters and sort); only the page moves.
-    Anything else in the query (a cache-buster, junk) stays out of the header."""
-    kept = urlencode([(k, v) for k, v in request.query_params.multi_items() if k in keep])
+    Anything else in the query (a cache-buster, junk) stays out of the header, and a kept parameter goes
+    in once (the value the handler read; a repeat is a 400 before it: backend.http.query.strict_query),
+    so the header never grows with what a client repeats."""
+    query = request.query_params
+    kept = urlencode([(k, query[k]) for k in dict.fromkeys(query) if k in keep])
     prefix = f"<{quote(request.url.path)}?{kept}{'&' if kept else ''}limit={limit}&offset="
 
     def link(rel: str, at: int) -> str:
