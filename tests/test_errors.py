@@ -7,6 +7,7 @@ import httpx
 import pytest
 from advanced_alchemy.exceptions import DuplicateKeyError, IntegrityError, NotFoundError, RepositoryError
 from litestar import Litestar, get
+from litestar.params import FromPath
 from litestar.testing import TestClient
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError
@@ -69,7 +70,7 @@ RAISES: dict[str, BaseException] = {
 
 
 @get("/raise/{kind:str}", sync_to_thread=False)
-def raiser(kind: str) -> None:
+def raiser(kind: FromPath[str]) -> None:
     raise RAISES[kind]
 
 
