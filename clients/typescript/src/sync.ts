@@ -69,7 +69,7 @@ export class TaskSync {
   /** The caller's lists by id. */
   readonly lists = new Map<string, SyncedList>();
   private cursorValue: string | null = null;
-  private loaded: Promise<void> | null = null;
+  private loaded = false;
   private running: Promise<void> | null = null;
   private again = false;
   private resets = 0;
@@ -99,7 +99,7 @@ export class TaskSync {
 
   /**
    * Catch up: `/sync` from the cursor until `more` is false (without a cursor: everything). A pull asked
-   * for while one runs runs once more after it. On a `410` the maps are cleared and filled again from a
+   * for while one runs is served by its next request, or by one more pull after it. On a `410` the maps are cleared and filled again from a
    * full sync. Rejects with `SyncError` on other errors (the maps keep what was applied).
    */
   pull(): Promise<void> {
@@ -110,10 +110,8 @@ export class TaskSync {
     this.running = (async () => {
       try {
         await this.load();
-        do {
-          this.again = false;
-          await this.pullOnce();
-        } while (this.again);
+        do await this.pullOnce();
+        while (this.again);
       } finally {
         this.running = null;
       }
@@ -150,16 +148,16 @@ export class TaskSync {
     if (changed) this.notify();
   }
 
-  private load(): Promise<void> {
-    this.loaded ??= (async () => {
-      const state = await this.options.store?.load();
-      if (!state) return;
-      for (const list of state.lists) upsert(this.lists, this.goneLists, list);
-      for (const task of state.tasks) upsert(this.tasks, this.goneTasks, task);
-      this.cursorValue = state.cursor;
-      this.notify();
-    })();
-    return this.loaded;
+  /** The saved state, read once before the first pull (pulls run one at a time; a failed read is retried). */
+  private async load(): Promise<void> {
+    if (this.loaded) return;
+    const state = await this.options.store?.load();
+    this.loaded = true;
+    if (!state) return;
+    for (const list of state.lists) upsert(this.lists, this.goneLists, list);
+    for (const task of state.tasks) upsert(this.tasks, this.goneTasks, task);
+    this.cursorValue = state.cursor;
+    this.notify();
   }
 
   private async pullOnce(): Promise<void> {
@@ -171,6 +169,9 @@ export class TaskSync {
         ...(this.cursorValue === null ? {} : { cursor: this.cursorValue }),
         ...(this.options.limit === undefined ? {} : { limit: this.options.limit }),
       };
+      // A pull asked for before this request is sent is answered by it: no need to run again for it
+      // (a `resync` event reaches both `apply` and followEvents' `resync` callback).
+      this.again = false;
       const { data, error, response } = await this.options.api.GET("/api/{user_id}/sync", {
         params: { path: { user_id: this.options.userId }, query },
       });
