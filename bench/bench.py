@@ -99,7 +99,9 @@ class Options:
         quick = args.quick
         env = os.environ.get
         default_cases = (
-            "list,big_first,create" if quick else "list,big_first,big_last,get,toggle,update,create"
+            "list,big_first,create"
+            if quick
+            else "list,big_first,big_last,get,toggle,update,create,move,lists,sync"
         )
         return cls(
             quick=quick,

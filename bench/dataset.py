@@ -15,6 +15,9 @@ USERS = 1000
 TASKS_PER_USER = 50
 BIG_TASKS = 10_000
 PAGE = 50
+LIST_USERS = 100  # users with lists (the `lists` case rotates over them)
+LISTS_PER_USER = 20
+SYNC_CHANGES = 10  # changes of the 10k-task user after the `sync` case's cursor
 BIG_FILTER = "priority=high&sort=-due_at"
 # Flags every Granian variant shares: HTTP/1 only, no websockets, the same backlog as uvicorn's.
 
@@ -65,6 +68,14 @@ COPY_COLUMNS = [
 ]  # fmt: skip
 
 
+def list_rows(users: list[str], rng: random.Random, now: datetime) -> Iterator[tuple[Any, ...]]:
+    """LISTS_PER_USER lists each; the database's placement trigger gives their positions."""
+    for user in users:
+        for n in range(LISTS_PER_USER):
+            created = now - timedelta(days=90) + timedelta(seconds=n)
+            yield uuid7_at(int(created.timestamp() * 1000), rng), user, f"List {n}", created, created, 1
+
+
 async def load_dataset(dsn: str, users: list[str], big: str) -> dict[str, Any]:
     rng = random.Random(5)
     now = datetime.now(UTC)
@@ -76,7 +87,13 @@ async def load_dataset(dsn: str, users: list[str], big: str) -> dict[str, Any]:
         await conn.copy_records_to_table(
             "tasks", records=list(task_rows(big, BIG_TASKS, rng, now)), columns=COPY_COLUMNS
         )
+        await conn.copy_records_to_table(
+            "lists", records=list(list_rows(users[:LIST_USERS], rng, now)),
+            columns=["id", "user_id", "name", "created_at", "updated_at", "version"],
+        )  # fmt: skip
         await conn.execute("VACUUM ANALYZE tasks")
+        await conn.execute("VACUUM ANALYZE lists")
+        cursor = await sync_cursor_before_changes(conn, big)
         # Five task ids per user for the single-task cases.
         rows = await conn.fetch(
             "SELECT user_id, id FROM (SELECT user_id, id, row_number() OVER (PARTITION BY user_id ORDER BY id) "
@@ -92,10 +109,34 @@ async def load_dataset(dsn: str, users: list[str], big: str) -> dict[str, Any]:
         await conn.close()
     return {
         "task_ids": [(r["user_id"], str(r["id"])) for r in rows],
+        "list_users": users[:LIST_USERS],
+        "sync_cursor": cursor,
         "big_high": big_high,
         "total": total,
         "pg_version": pg_version,
     }
+
+
+async def sync_cursor_before_changes(conn: asyncpg.Connection, big: str) -> str:
+    """A ``/sync`` cursor of the 10k-task user followed by SYNC_CHANGES changes, each its own transaction.
+
+    The cursor stands after one small change, as a client's does after catching up with a single edit
+    (standing right after the 10,000-row load, every read would also walk that transaction's rows). The
+    harness writes it with the API's own encoder: clients only ever get it from an answer."""
+    from backend.data.changes import Since, encode
+
+    ids = await conn.fetch(
+        "SELECT id FROM tasks WHERE user_id = $1 ORDER BY id LIMIT $2", big, SYNC_CHANGES + 1
+    )
+    change = (
+        "UPDATE tasks SET title = title || ' (changed)', version = version + 1, updated_at = now() "
+        "WHERE user_id = $1 AND id = $2"
+    )
+    await conn.execute(change, big, ids[0]["id"])
+    seq = await conn.fetchval("SELECT seq FROM sync_clock WHERE user_id = $1", big)
+    for row in ids[1:]:
+        await conn.execute(change, big, row["id"])
+    return encode(Since(int(seq)))
 
 
 async def delete_created(dsn: str) -> int:

@@ -195,7 +195,7 @@ def targets(results: list[Result], raw: dict[Any, Result]) -> list[str]:
         errors = lst.non2xx + lst.socket_errors + lst.timeouts
         lines.append(f"- {ok(errors == 0)} list zero errors: **{errors}**")
     cbase = raw.get(("create", 64))
-    for name in ("create", "toggle", "update"):
+    for name in ("create", "toggle", "update", "move"):
         r = find(name, 1, 64)
         if r and cbase:
             ratio = r.rps / cbase.rps
@@ -215,14 +215,22 @@ def targets(results: list[Result], raw: dict[Any, Result]) -> list[str]:
             f"**{len(bad)} of {len(big)} API cases fail**{' — ' + detail if detail else ''}"
         )
     if lst:
-        for name in ("big_first", "big_last"):
+        for name, what in (
+            ("big_first", "first page"),
+            ("big_last", "last page"),
+            ("sync", "incremental sync"),
+        ):
             r = find(name, 1, 64)
             if r:
                 ratio = r.rps / lst.rps
                 lines.append(
-                    f"- {ok(ratio >= 0.8)} 10k user {name.split('_')[1]} page within 20% of the 50-task "
+                    f"- {ok(ratio >= 0.8)} 10k user {what} within 20% of the 50-task "
                     f"list: **{ratio:.2f}** × list req/s (p99 {ms(r.wrk['p99'])} vs {ms(lst.wrk['p99'])} ms)"
                 )
+    lists = find("lists", 1, 64)
+    if lists and base:
+        ratio = lists.rps / base.rps
+        lines.append(f"- {ok(ratio >= 0.6)} lists ≥ 0.6 × raw list: **{ratio:.2f}** ({lists.rps:,.0f} req/s)")
     api = [r for r in results if r.server != "raw"]
     if api:
         worst = max(api, key=lambda r: r.rss_each)

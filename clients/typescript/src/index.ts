@@ -9,6 +9,7 @@ import type { components, operations, paths } from "./schema.js";
 export type { components, operations, paths };
 export * from "./requests.js";
 export * from "./events.js";
+export * from "./sync.js";
 
 type Json<T> = T extends { content: { "application/json": infer Body } } ? Body : never;
 type ProblemJson<T> = T extends { content: { "application/problem+json": infer Body } } ? Body : never;
