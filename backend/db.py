@@ -56,8 +56,9 @@ def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             # Bounded wait for a connection: past it the request gets a 503, never a hang.
             pool_timeout=settings.database_pool_timeout,  # type: ignore[arg-type]
             # No ping on checkout (it costs BEGIN; ; ROLLBACK per request): a connection found dead is
-            # invalidated together with the idle ones (backend.sql.DriverRepository), so recovery is
-            # immediate.
+            # invalidated, and every other one opened before it is replaced at its next checkout
+            # (backend.sql.DriverRepository), so a database restart is recovered from without closing
+            # connections that requests still hold.
             pool_pre_ping=False,
             echo=settings.database_echo,
             connect_args=_connect_args(settings),

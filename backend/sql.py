@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -22,6 +22,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
 ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+T = TypeVar("T")
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 # A connection that is gone or unusable: closed socket, server shutdown, or asyncpg's own state left
@@ -134,10 +135,10 @@ class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
             )
         return self._driver
 
-    async def _run(self, sql: Sql, params: dict[str, Any], method: str) -> Any:
-        driver = await self._connection()
+    async def _watched(self, statement: Awaitable[T]) -> T:
+        """Await one statement on the driver connection, handling a connection that dies under it."""
         try:
-            return await getattr(driver, method)(sql.text, *sql.args(params))
+            return await statement
         except TimeoutError:
             raise  # the statement was cancelled; the connection is fine (and goes back to the pool)
         except _CONNECTION_LOST as error:
@@ -156,14 +157,18 @@ class DriverRepository(SQLAlchemyAsyncRepository[ModelT]):
             yield
 
     async def fetch_row(self, sql: Sql, params: dict[str, Any]) -> asyncpg.Record | None:
-        return await self._run(sql, params, "fetchrow")
+        driver = await self._connection()
+        return await self._watched(driver.fetchrow(sql.text, *sql.args(params)))
 
     async def fetch_rows(self, sql: Sql, params: dict[str, Any]) -> list[asyncpg.Record]:
-        return cast("list[asyncpg.Record]", await self._run(sql, params, "fetch"))
+        driver = await self._connection()
+        return cast("list[asyncpg.Record]", await self._watched(driver.fetch(sql.text, *sql.args(params))))
 
     async def fetch_value(self, sql: Sql, params: dict[str, Any]) -> Any:
-        return await self._run(sql, params, "fetchval")
+        driver = await self._connection()
+        return await self._watched(driver.fetchval(sql.text, *sql.args(params)))
 
     async def write(self, sql: Sql, params: dict[str, Any]) -> int:
         """Run a write statement; the number of rows it touched."""
-        return row_count(await self._run(sql, params, "execute"))
+        driver = await self._connection()
+        return row_count(await self._watched(driver.execute(sql.text, *sql.args(params))))

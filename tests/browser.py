@@ -189,7 +189,7 @@ def _devtools_port(profile: Path, process: subprocess.Popen[bytes]) -> int:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"chromium exited with {process.returncode}")
-        with contextlib.suppress(FileNotFoundError, ValueError):
+        with contextlib.suppress(FileNotFoundError, ValueError, IndexError):  # written but still empty
             return int(marker.read_text().splitlines()[0])
         time.sleep(0.1)
     raise RuntimeError("chromium did not open its DevTools port")

@@ -329,6 +329,7 @@ def test_at_most_five_streams_per_user(api: ApiServer, tokens: Tokens, user: str
             assert r.status_code == 429
             assert r.headers["content-type"] == "application/problem+json"
             assert "at most 5" in r.json()["detail"]
+            assert int(r.headers["Retry-After"]) > 0  # a client knows when to try again
             # Another user is not affected, and all five streams work.
             other = f"other-{uuid.uuid4().hex[:8]}"
             async with open_stream(c, other, tokens.headers(other)):

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 from litestar import get
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from backend.http.query import declared_query
 from backend.http.routes import post
@@ -109,18 +109,18 @@ def test_an_idempotency_key_on_a_route_that_does_not_honour_one_is_refused(clien
 def test_a_new_route_gets_the_rules_from_its_signature() -> None:
     @get("/things/{thing_id:str}")
     async def things(
-        thing_id: str,
-        colour: str | None = None,
-        size: int | None = None,
-        flags: list[str] | None = None,
-        shown: Annotated[bool | None, Parameter(query="show")] = None,
-        etag: Annotated[str | None, Parameter(header="If-None-Match")] = None,
+        thing_id: FromPath[str],
+        colour: FromQuery[str | None] = None,
+        size: FromQuery[int | None] = None,
+        flags: FromQuery[list[str] | None] = None,
+        shown: Annotated[bool | None, QueryParameter(name="show")] = None,
+        etag: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
     ) -> None: ...
 
     @post("/things")
     async def create(
-        data: dict[str, Any],
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+        data: JSONBody[dict[str, Any]],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> None: ...
 
     assert [

@@ -38,7 +38,7 @@ def test_inherited_and_own_methods_work_on_one_session(database_url: str) -> Non
             assert found is not None
             assert found.title == "first"
             assert await service.get_one_or_none(id=first.id, user_id=other) is None
-            listed = await service.list(Task.user_id == user, Task.completed.is_(True))
+            listed = await service.get_many(Task.user_id == user, Task.completed.is_(True))
             assert [t.title for t in listed] == ["second"]
             # And back to ours after the ORM ran in the same session (and its transaction).
             page, total = await service.list_tasks(user, TaskFilter(sort="title"))

@@ -16,6 +16,7 @@ from backend.events.messages import RESYNC, Message
 logger = logging.getLogger(__name__)
 
 STREAMS_PER_USER = 5
+STREAM_RETRY_AFTER_SECONDS = "5"
 # Messages a stream may have waiting; a client further behind gets a resync and is cut off.
 QUEUE_LIMIT = 256
 # How long a stream that overflowed (or a server that is exiting) waits for its last message to be
@@ -163,8 +164,11 @@ class Hub:
                     await self._freed.wait()
 
     def too_many(self) -> TooManyStreams:
+        # Retry-After: a client that backs off (the TypeScript client's followEvents does) waits for a
+        # stream that is closing to give up its place, instead of guessing.
         return TooManyStreams(
-            detail=f"at most {self.streams_per_user} open event streams per user; close one first"
+            detail=f"at most {self.streams_per_user} open event streams per user; close one first",
+            headers={"Retry-After": STREAM_RETRY_AFTER_SECONDS},
         )
 
     def unsubscribe(self, subscriber: Subscriber) -> None:

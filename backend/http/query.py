@@ -13,6 +13,7 @@ from typing import Any, get_args
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.constants import RESERVED_KWARGS
+from litestar.enums import ParamType
 from litestar.exceptions import ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import BodyKwarg, DependencyKwarg, ParameterKwarg
@@ -63,9 +64,10 @@ def declared_query(handler: BaseRouteHandler, path_names: Iterable[str]) -> tupl
         kwarg = field.kwarg_definition
         if name in skip or isinstance(kwarg, (DependencyKwarg, BodyKwarg)):
             continue
-        if isinstance(kwarg, ParameterKwarg) and (kwarg.header or kwarg.cookie):
+        if isinstance(kwarg, ParameterKwarg) and kwarg.param_type is not ParamType.QUERY:
             continue
-        key = kwarg.query if isinstance(kwarg, ParameterKwarg) and kwarg.query else name
+        # ``QueryParameter(name=...)`` (and the older ``Parameter(query=...)``, which sets ``name`` too)
+        key = kwarg.name if isinstance(kwarg, ParameterKwarg) and kwarg.name else name
         annotation = field.annotation
         found.append(
             QueryParameter(key, field.is_non_string_sequence, _null_is_none(annotation), _form(annotation))
