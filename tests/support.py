@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -354,3 +356,55 @@ def throwaway_cluster(prefix: str) -> Iterator[PostgresServer]:
     finally:
         server.cleanup()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def driver_dsn(url: str) -> str:
+    """A SQLAlchemy ``postgresql+asyncpg://`` URL as asyncpg takes it."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def as_role(url: str, role: str, password: str) -> str:
+    """``url`` logging in as ``role`` instead (same host, socket and database)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
+
+
+async def _run_as_admin(database_url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(driver_dsn(database_url))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def app_role(
+    database_url: str, prefix: str, connection_limit: int | None = None
+) -> Iterator[tuple[str, str]]:
+    """A login role with the app's rights on ``database_url``'s tables and functions, optionally limited
+    to ``connection_limit`` connections: (its URL, its name). Dropped afterwards."""
+    role, password = f"{prefix}_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    limit = "" if connection_limit is None else f" CONNECTION LIMIT {connection_limit}"
+    asyncio.run(
+        _run_as_admin(
+            database_url,
+            f"CREATE ROLE {role} LOGIN PASSWORD '{password}'{limit}",
+            f"GRANT USAGE ON SCHEMA public TO {role}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+            f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}",
+        )
+    )
+    try:
+        yield as_role(database_url, role, password), role
+    finally:
+        asyncio.run(
+            _run_as_admin(
+                database_url,
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",  # noqa: S608 - our own name
+                f"DROP OWNED BY {role}",
+                f"DROP ROLE {role}",
+            )
+        )

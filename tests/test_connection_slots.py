@@ -13,59 +13,21 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.support import Tokens, api_server
+from tests.support import Tokens, api_server, app_role, driver_dsn
 
 ROLE_SLOTS = 2
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def as_role(url: str, role: str, password: str) -> str:
-    """``url`` logging in as ``role`` instead (same host, socket and database)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
 
 
 @pytest.fixture
 def limited_role(database_url: str) -> Iterator[tuple[str, str]]:
     """A login role allowed ``ROLE_SLOTS`` connections and the app's tables: (its URL, its name)."""
-    role, password = f"slots_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-
-    async def run(*statements: str) -> None:
-        conn = await asyncpg.connect(_dsn(database_url))
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(
-        run(
-            f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT {ROLE_SLOTS}",
-            f"GRANT USAGE ON SCHEMA public TO {role}",
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
-            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
-        )
-    )
-    try:
-        yield as_role(database_url, role, password), role
-    finally:
-        asyncio.run(
-            run(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",  # noqa: S608 - our own name
-                f"DROP OWNED BY {role}",
-                f"DROP ROLE {role}",
-            )
-        )
+    with app_role(database_url, "slots", connection_limit=ROLE_SLOTS) as role:
+        yield role
 
 
 async def _wait_for_lock_wait(admin: asyncpg.Connection, role: str) -> None:
@@ -99,7 +61,7 @@ async def _scenario(api_url: str, role_url: str, role: str, admin_dsn: str, toke
         tasks = f"/api/{user}/tasks"
         # Warm: the API now holds one pooled connection of the role's two.
         assert (await client.get(tasks)).status_code == 200
-        hog = await asyncpg.connect(_dsn(role_url))  # the role's last slot
+        hog = await asyncpg.connect(driver_dsn(role_url))  # the role's last slot
         admin = await asyncpg.connect(admin_dsn)
         try:
             lock = admin.transaction()
@@ -146,4 +108,4 @@ def test_out_of_connection_slots_is_503_and_readiness_says_so(
         "RATE_LIMIT": "0",
     }
     with api_server(env) as server:
-        asyncio.run(_scenario(server.url, role_url, role, _dsn(database_url), tokens))
+        asyncio.run(_scenario(server.url, role_url, role, driver_dsn(database_url), tokens))

@@ -18,8 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import Tokens, api_server
-from tests.test_connection_slots import as_role
+from tests.support import Tokens, api_server, app_role, driver_dsn
 
 POOL_SIZE = 3
 MAX_OVERFLOW = 2
@@ -28,42 +27,11 @@ CONCURRENT = 16
 ROUNDS = 6
 
 
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 @pytest.fixture
 def api_role(database_url: str) -> Iterator[tuple[str, str]]:
     """A login role with the app's table rights and no connection limit: (its URL, its name)."""
-    role, password = f"pool_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-
-    async def run(*statements: str) -> None:
-        conn = await asyncpg.connect(_dsn(database_url))
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(
-        run(
-            f"CREATE ROLE {role} LOGIN PASSWORD '{password}'",
-            f"GRANT USAGE ON SCHEMA public TO {role}",
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
-            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
-            f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}",
-        )
-    )
-    try:
-        yield as_role(database_url, role, password), role
-    finally:
-        asyncio.run(
-            run(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",  # noqa: S608 - our own name
-                f"DROP OWNED BY {role}",
-                f"DROP ROLE {role}",
-            )
-        )
+    with app_role(database_url, "pool") as role:
+        yield role
 
 
 @dataclass
@@ -151,7 +119,7 @@ def test_connections_stay_within_the_pool_under_timeouts_and_killed_backends(
         "RATE_LIMIT": "0",
     }
     with api_server(env) as server:
-        sampler = asyncio.run(_scenario(server.url, _dsn(database_url), role, tokens))
+        sampler = asyncio.run(_scenario(server.url, driver_dsn(database_url), role, tokens))
     assert sampler.peak <= LIMIT, (
         f"the worker held up to {sampler.peak} connections; its pool allows {LIMIT}: {sampler.samples}"
     )

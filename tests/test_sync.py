@@ -132,6 +132,7 @@ def test_complete_all_and_moves_come_as_current_rows(client: httpx.Client) -> No
     pages, _ = catch_up(client, cursor, limit=2)
     now = {t["id"]: t for t in client.get("/tasks").json()}
     got = merged(pages, "tasks")
+    assert len(got) == len(tasks) == 4
     assert sorted(t["id"] for t in got) == sorted(now)
     assert all(t == now[t["id"]] for t in got)
     assert merged(pages, "lists") == [renamed.json()]
