@@ -7,6 +7,9 @@ per batch of notifications (or it is ``*`` after a TRUNCATE). Only users with an
 worker are looked at. The same connection answers replays (``Last-Event-ID``) and purges old events
 now and then. It is a plain asyncpg connection to a direct (session) server: ``LISTEN``
 needs one, which is why ``DATABASE_LISTEN_URL`` exists.
+
+Every id here is an event's number among its user's own events (``task_events.user_seq``, migration
+0010), the id a stream sends: consecutive per user, in commit order, whatever other users do.
 """
 
 from __future__ import annotations
@@ -47,23 +50,29 @@ STREAM_FRESH = timedelta(seconds=60)
 _STREAM_OPEN = "SELECT event_stream_open($1, $2, $3, $4)"
 _STREAMS_CLOSED = "DELETE FROM event_streams WHERE id = ANY($1::uuid[])"
 _STREAMS_SEEN = "UPDATE event_streams SET seen_at = now() WHERE id = ANY($1::uuid[])"
-# (id, user id, type, data) of one task_events row.
+# (user_seq, user id, type, data) of one task_events row: its number among the user's events is the id
+# streams send.
 _Event = tuple[int, str, str, str]
 # InternalClientError: asyncpg's own state broken by a connection that died mid-operation (seen: LISTEN
 # right after a reconnect during a database restart, "cannot switch to state 12").
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
 
 _FETCH = """
-SELECT e.id, e.user_id, e.type, e.data::text
+SELECT e.user_seq, e.user_id, e.type, e.data::text
 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS n(user_id, first_id, last_id)
-JOIN task_events e ON e.user_id = n.user_id AND e.id BETWEEN n.first_id AND n.last_id
-ORDER BY e.id
+JOIN task_events e ON e.user_id = n.user_id AND e.user_seq BETWEEN n.first_id AND n.last_id
+ORDER BY e.user_seq
 """
-_REPLAY = "SELECT id, type, data::text FROM task_events WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-_BOUNDS = """
-SELECT purged_through,
-       coalesce(pg_sequence_last_value(pg_get_serial_sequence('task_events', 'id')::regclass), 0)
-FROM task_events_horizon
+# The user's last event number and its events after $2 (at most $3), read in one snapshot: rows with
+# a NULL event when there are none.
+_REPLAY = """
+SELECT c.last_seq, e.user_seq, e.type, e.data::text
+FROM (SELECT task_events_last_seq($1) AS last_seq) c
+LEFT JOIN LATERAL (
+    SELECT user_seq, type, data FROM task_events
+    WHERE user_id = $1 AND user_seq > $2 ORDER BY user_seq LIMIT $3
+) e ON true
+ORDER BY e.user_seq
 """
 # One purge at a time across every worker and instance; the others skip their turn.
 _PURGE = """
@@ -125,16 +134,18 @@ class Listener:
             return None
         try:
             async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
-                purged_through, newest = await connection.fetchrow(_BOUNDS)
-                if not purged_through <= after <= newest:
-                    return None
-                rows = await connection.fetch(_REPLAY, user_id, after, limit + 1)
+                rows = await connection.fetch(_REPLAY, user_id, after, limit)
         except _ERRORS as exc:
             logger.warning("event replay failed: %s", exc)
             return None
-        if len(rows) > limit:
+        # A user's numbers have no gaps (migration 0010): the events after ``after`` are exactly
+        # after + 1 .. the last number. Fewer rows mean some were purged (or the id is from before
+        # the numbering, below the user's first event); a number above the last was never given.
+        missed = rows[0][0] - after
+        events = [row for row in rows if row[1] is not None]
+        if not 0 <= missed <= limit or len(events) != missed:
             return None
-        return [m for m in (encode(r[0], r[1], r[2]) for r in rows) if m is not None]
+        return [m for m in (encode(r[1], r[2], r[3]) for r in events) if m is not None]
 
     async def admit(self, stream_id: UUID, user_id: str, most: int) -> bool | None:
         """Count the stream against the user's limit across every worker and instance: False when

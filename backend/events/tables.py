@@ -1,4 +1,4 @@
-"""The live-updates tables of migration 0005, declared on the models' metadata so that
+"""The live-updates tables of migrations 0005 and 0010, declared on the models' metadata so that
 ``litestar database check`` (Alembic's autogenerate) sees the schema it expects, not drift.
 
 Only the migration creates them (with the triggers and functions that use them); nothing queries them
@@ -8,7 +8,20 @@ through these objects: the listener's SQL is in ``backend.events.listener``.
 from __future__ import annotations
 
 from advanced_alchemy.base import metadata_registry
-from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, Identity, Index, String, Table, Text, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    String,
+    Table,
+    Text,
+    Uuid,
+    text,
+)
 
 metadata = metadata_registry.get(None)
 
@@ -20,7 +33,17 @@ task_events = Table(
     Column("type", Text, nullable=False),
     Column("data", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("ix_task_events_user_id_id", "user_id", "id"),
+    # The event's number among its user's events: the id streams send (``id`` is only the internal key).
+    Column("user_seq", BigInteger, nullable=False),
+    Index("ix_task_events_user_id_user_seq", "user_id", "user_seq", unique=True),
+)
+
+# Each user's last event number (migration 0010).
+task_events_clock = Table(
+    "task_events_clock",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
 )
 
 task_events_horizon = Table(
@@ -28,6 +51,8 @@ task_events_horizon = Table(
     metadata,
     Column("one", Boolean, primary_key=True),
     Column("purged_through", BigInteger, nullable=False),
+    # Every user's numbers start above it: the last global id handed out before migration 0010.
+    Column("seq_base", BigInteger, nullable=False, server_default=text("0")),
 )
 
 event_streams = Table(
