@@ -309,12 +309,16 @@ def test_last_event_id_gives_the_missed_events_or_resync(api: ApiServer, tokens:
             assert [e for e in replayed if e.id is None or e.id <= seen.id] == []
             live = await create(c, user, h, title="live")
             assert (await expect(stream, "task.created")).data["task"]["id"] == live["id"]
-        # An id this server never gave (or one whose events were purged): resync, never silence.
+        # An id this server never gave (or one whose events were purged): resync, never silence; and
+        # then the live events, whatever the id presented.
         for bad in ("999999999999", "not-a-number"):
             async with open_stream(c, user, {**h, "Last-Event-ID": bad}) as stream:
                 got = await expect(stream, "resync")
                 assert got.data == {"type": "resync"}
                 assert got.id is None
+                after = await create(c, user, h, title=f"after {bad}")
+                got = await expect(stream, "task.created")
+                assert got.data["task"]["id"] == after["id"]
 
     run(api, scenario)
 

@@ -56,6 +56,20 @@ def test_replayed_events_come_before_live_ones_without_repeats() -> None:
     asyncio.run(scenario())
 
 
+def test_a_replay_that_cannot_be_given_is_a_resync_then_every_live_event() -> None:
+    async def scenario() -> None:
+        subscriber = Subscriber("u", None)
+        subscriber.hold(999_999)  # an id this server never gave, above every id to come
+        subscriber.offer(message(5))  # live, while the replay query runs
+        subscriber.release(None)
+        subscriber.offer(message(6))
+        assert [m.id for m in await drain(subscriber)] == [None, 5, 6]
+        subscriber.offer(message(6))  # already sent
+        assert await drain(subscriber) == []
+
+    asyncio.run(scenario())
+
+
 def test_the_hub_routes_by_user_and_ends_every_stream_at_shutdown() -> None:
     async def scenario() -> None:
         hub = Hub()

@@ -52,9 +52,17 @@ class Subscriber:
         self.last_id = after
         self._held = []
 
-    def release(self, replayed: Iterable[Message]) -> None:
-        """Queue the replayed messages, then the live ones that arrived meanwhile (without repeats)."""
+    def release(self, replayed: Iterable[Message] | None) -> None:
+        """Queue the replayed messages, then the live ones that arrived meanwhile (without repeats).
+
+        None: the events could not be replayed; a resync goes first, and then every live message. The
+        id presented may be one this server never gave (garbage, another database's), above every id
+        still to come: kept as the floor, it would silence the stream.
+        """
         held, self._held = self._held or [], None
+        if replayed is None:
+            replayed = [RESYNC]
+            self.last_id = 0
         for message in (*replayed, *held):
             self.offer(message)
 

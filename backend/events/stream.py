@@ -13,7 +13,7 @@ from litestar.types import Receive, Scope, Send
 
 from backend.events.hub import Hub, Subscriber
 from backend.events.listener import Listener
-from backend.events.messages import HELLO, PING, RESYNC, TOKEN_EXPIRED
+from backend.events.messages import HELLO, PING, TOKEN_EXPIRED
 
 # A comment line at least this often keeps proxies from closing an idle stream (the contract: <= 15 s).
 PING_EVERY_SECONDS = 10.0
@@ -37,7 +37,7 @@ async def messages(
         replayed = None
         if last_event_id >= 0:
             replayed = await listener.replay(subscriber.user_id, last_event_id, subscriber.queue_limit)
-        subscriber.release(replayed if replayed is not None else [RESYNC])
+        subscriber.release(replayed)
     while True:
         timeout = PING_EVERY_SECONDS
         if subscriber.expires_at is not None:
