@@ -34,11 +34,12 @@ data: {"type":"task.updated","task":{...the whole task, as GET returns it...}}
 - `token-expired`: the token's `exp` (plus the leeway) has passed; the stream then closes.
   `data`: `{"type": "token-expired"}`: reconnect with a fresh token.
 
-`id` increases within a stream (per user); `resync` and `token-expired` carry none. Events of one task
-arrive in version order. A `: ping` comment comes at least every 15 seconds. On reconnect,
-`Last-Event-ID` (sent by `EventSource` by itself) gives the events missed since, or `resync` when they
-are no longer kept (15 minutes). At most 5 open streams per user; a client that does not read is cut
-off after a `resync`. Browsers' `EventSource` cannot send headers: this route alone also takes the token
+`id` counts the caller's own events, one by one (other users' changes never move it), so it
+increases within a stream; `resync` and `token-expired` carry none. Events of one task arrive in
+version order. A `: ping` comment comes at least every 15 seconds. On reconnect, `Last-Event-ID` (sent
+by `EventSource` by itself) gives the events missed since, or `resync` when they are no longer kept
+(15 minutes). At most 5 open streams per user; a client that does not read is cut off after a
+`resync`. Browsers' `EventSource` cannot send headers: this route alone also takes the token
 as `?access_token=`.
 """
 
