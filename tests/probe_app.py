@@ -3,6 +3,8 @@
 
 - ``GET /probe/gc``: the serving worker's garbage-collector threshold and frozen-object count (the app
   tunes the collector process-wide at start-up);
+- ``GET /probe/listening``: the channels the worker's live-updates connection listens on, as PostgreSQL
+  reports them (``{"channels": null}`` without a connection);
 - ``TEST_PING_EVERY_SECONDS``: a shorter live-updates ping interval, so a test sees pings without
   waiting out the production one.
 """
@@ -16,6 +18,7 @@ from litestar import Litestar, get
 
 import backend.events.stream
 from backend.app import create_app as create_api
+from backend.events import LiveUpdates
 
 
 @get("/probe/gc", sync_to_thread=False)
@@ -29,4 +32,13 @@ def create_app() -> Litestar:
         backend.events.stream.PING_EVERY_SECONDS = float(ping)
     app = create_api()
     app.register(gc_state)
+    # The app's LiveUpdates, found through the start-up hook it registered.
+    owners = [getattr(hook, "__self__", None) for hook in app.on_startup]
+    (live,) = [owner for owner in owners if isinstance(owner, LiveUpdates)]
+
+    @get("/probe/listening")
+    async def listening() -> dict[str, object]:
+        return {"channels": await live.listener.channels()}
+
+    app.register(listening)
     return app

@@ -104,6 +104,8 @@ class EventController(Controller):
             subscriber.hold(max(after, 0))
         try:
             await live.admit(subscriber, after)
+            # Before the first byte: from then on a change that commits must reach this stream.
+            await live.listener.listen()
             content = messages(subscriber, live.listener, after)
             return EventStream(live.hub, subscriber, content)
         except BaseException:

@@ -130,6 +130,8 @@ class Hub:
         self.exiting = False
         # Told the id of every stream that ends while it was counted across workers.
         self.on_release: Callable[[UUID], None] = lambda _: None
+        # Told when the last stream of this worker ends (the listener then stops listening).
+        self.on_empty: Callable[[], None] = lambda: None
         self._by_user: dict[str, set[Subscriber]] = {}
         self._freed = asyncio.Event()  # set (and replaced) whenever a stream ends
 
@@ -187,6 +189,8 @@ class Hub:
                 del self._by_user[subscriber.user_id]
             if subscriber.counted:
                 self.on_release(subscriber.id)
+            if not self._by_user:
+                self.on_empty()
             self._freed.set()
             self._freed = asyncio.Event()
 

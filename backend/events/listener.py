@@ -4,9 +4,12 @@ A notification carries the user's events whole when they fit in NOTIFY's 8,000 b
 (``"+<length of the user id> <user id>"``, then ``"\\n<id> <type> <data>"`` per event), else
 ``"<first id> <last id> <user id>"``, and then the events are read from ``task_events`` in one query
 per batch of notifications (or it is ``*`` after a TRUNCATE). Only users with an open stream on this
-worker are looked at. The same connection answers replays (``Last-Event-ID``) and purges old events
-now and then. It is a plain asyncpg connection to a direct (session) server: ``LISTEN``
-needs one, which is why ``DATABASE_LISTEN_URL`` exists.
+worker are looked at. The connection LISTENs only while this worker has an open stream: PostgreSQL
+runs a transaction in a listening backend for every notification it reads, which doubled the cost of
+every write while nobody watched (see :meth:`Listener.listen` for why a stream still misses nothing).
+The same connection answers replays (``Last-Event-ID``) and purges old events now and then. It is a
+plain asyncpg connection to a direct (session) server: ``LISTEN`` needs one, which is why
+``DATABASE_LISTEN_URL`` exists.
 
 Every id here is an event's number among its user's own events (``task_events.user_seq``, migration
 0010), the id a stream sends: consecutive per user, in commit order, whatever other users do.
@@ -107,8 +110,12 @@ class Listener:
         self._pending: list[tuple[str, tuple[int, int] | list[_Event]]] = []
         self._delivering = False  # a batch is being read from task_events
         self._released: list[UUID] = []
+        # LISTEN is on for the current connection. False from the moment an UNLISTEN starts, so that a
+        # stream opening meanwhile waits for it (on the lock) and then LISTENs again.
+        self._listening = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        hub.on_empty = self._wake.set  # the loop then UNLISTENs
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="task-events-listener")
@@ -146,6 +153,50 @@ class Listener:
         if not 0 <= missed <= limit or len(events) != missed:
             return None
         return [m for m in (encode(r[1], r[2], r[3]) for r in events) if m is not None]
+
+    async def listen(self) -> None:
+        """LISTEN, if not already: call it for a new stream once it is in the hub (and holds live messages
+        if it replays), before it goes live (before its first byte, and so before its replay query).
+
+        Why the stream then misses no event: UNLISTEN happens only under the connection's lock and only
+        while the hub is empty, so from the moment this returns until the stream leaves the hub, the
+        connection listens. LISTEN commits before this returns, and PostgreSQL notifies a listener of
+        every transaction that commits after its LISTEN did. So a change that commits after the stream
+        went live is notified; one that committed before its replay query's snapshot is replayed; one in
+        between comes both ways, and the stream drops the repeat by id. Without a connection (or if
+        LISTEN fails, when the connection is dropped), the reconnect LISTENs first, while this stream is
+        in the hub, and then sends every open stream ``resync``.
+        """
+        connection = self._connection
+        if connection is None or self._listening:
+            return
+        try:
+            async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                await self._listen(connection)
+        except _ERRORS as exc:
+            logger.warning("live updates: LISTEN failed, reconnecting: %s", exc)
+            connection.terminate()
+
+    async def _listen(self, connection: asyncpg.Connection) -> None:
+        """Under ``_lock``: LISTEN if a stream is open and the connection does not listen yet."""
+        if self.hub and not self._listening:
+            await connection.add_listener(CHANNEL, self._notified)
+            self._listening = True
+
+    async def _unlisten(self, connection: asyncpg.Connection) -> None:
+        """Under ``_lock``: UNLISTEN once no stream is open (a write then costs PostgreSQL no transaction
+        in this connection's backend)."""
+        if not self.hub and self._listening:
+            self._listening = False
+            await connection.remove_listener(CHANNEL, self._notified)
+
+    async def channels(self) -> list[str] | None:
+        """The channels the connection listens on, as PostgreSQL says (None without a connection)."""
+        connection = self._connection
+        if connection is None:
+            return None
+        async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+            return [r[0] for r in await connection.fetch("SELECT pg_listening_channels()")]
 
     async def admit(self, stream_id: UUID, user_id: str, most: int) -> bool | None:
         """Count the stream against the user's limit across every worker and instance: False when
@@ -256,14 +307,16 @@ class Listener:
             self._wake.set()
 
         connection.add_termination_listener(on_lost)
-        await connection.add_listener(CHANNEL, self._notified)
         self._pending.clear()
+        self._listening = False
         self._connection = connection
+        # Streams opened while there was no connection (or before this worker's first one) did not wait
+        # for a LISTEN: listen for them now, then every open stream refetches what it may have missed.
+        async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+            await self._listen(connection)
         self.connected.set()
-        # Events may have committed while nobody listened (or this worker just started): every open
-        # stream refetches.
         self.hub.resync_all()
-        logger.info("live updates: listening")
+        logger.info("live updates: connected")
         loop = asyncio.get_running_loop()
         next_purge = loop.time() + random.uniform(0, PURGE_EVERY_SECONDS)  # noqa: S311
         next_refresh = loop.time() + REFRESH_STREAMS_EVERY_SECONDS
@@ -272,15 +325,7 @@ class Listener:
                 async with asyncio.timeout(PROBE_EVERY_SECONDS):
                     await self._wake.wait()
             self._wake.clear()
-            if self._pending:
-                batch, self._pending = self._pending, []
-                await self._deliver(connection, batch)
-            elif self._released:
-                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
-                    await self._delete_released(connection)
-            else:
-                async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
-                    await connection.fetchval("SELECT 1")
+            await self._turn(connection)
             if loop.time() >= next_refresh:
                 next_refresh = loop.time() + REFRESH_STREAMS_EVERY_SECONDS
                 async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
@@ -290,6 +335,22 @@ class Listener:
                 async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS * 6):
                     await connection.fetchval(_PURGE, KEEP_EVENTS)
         raise asyncpg.InterfaceError("the listen connection was closed")
+
+    async def _turn(self, connection: asyncpg.Connection) -> None:
+        """One wake of the loop: deliver what was announced, delete the rows of ended streams, UNLISTEN
+        once the last stream is gone; with nothing to do, probe the connection."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            await self._deliver(connection, batch)
+        elif self._released:
+            async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                await self._delete_released(connection)
+        elif not (self._listening and not self.hub):
+            async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                await connection.fetchval("SELECT 1")
+        if self._listening and not self.hub:
+            async with self._lock, asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                await self._unlisten(connection)
 
     async def _deliver(
         self, connection: asyncpg.Connection, batch: Sequence[tuple[str, tuple[int, int] | list[_Event]]]
