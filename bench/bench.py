@@ -33,6 +33,7 @@ from dataset import (
     delete_created,
     explain_big,
     load_dataset,
+    set_change_tracking,
     user_ids,
 )
 from measure import RssSampler, cpu_seconds, find_pyspy, pg_backends, profile_case, run_wrk, vm_hwm
@@ -232,12 +233,19 @@ class Bench:
         server = Server(f"{kind}-w{w}", kind, app, w, self.env)
         self.servers.append(server)
         log(f"starting {kind} with {w} worker(s) on port {server.port} (round {round_no + 1})")
+        untracked = kind.endswith("-untracked")
+        if untracked:
+            asyncio.run(set_change_tracking(self.dsn, on=False))
         server.start(self.work)
         results = []
-        for c in self.opts.conns:
-            for case in run_cases:
-                results.append(self.run_case(server, case, c, round_no))
-        server.stop()
+        try:
+            for c in self.opts.conns:
+                for case in run_cases:
+                    results.append(self.run_case(server, case, c, round_no))
+        finally:
+            server.stop()
+            if untracked:
+                asyncio.run(set_change_tracking(self.dsn, on=True))
         self.log_notes.append(summarize_log(self.work / f"{server.name}.log", server.name))
         return results
 

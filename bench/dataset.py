@@ -149,6 +149,35 @@ async def delete_created(dsn: str) -> int:
         await conn.close()
 
 
+# Change tracking (migrations 0009/0011) per tracked table: triggers, the stamp's default, its index.
+_TRACKED = ("tasks", "lists")
+_TRACKING_TRIGGERS = ("sync_stamp", "sync_after_insert", "sync_after_update", "sync_after_delete")
+
+
+async def set_change_tracking(dsn: str, *, on: bool) -> None:
+    """Switch change tracking off (or back on): the `litestar-untracked` server's database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for table in _TRACKED:
+            verb = "ENABLE" if on else "DISABLE"
+            for trigger in _TRACKING_TRIGGERS:
+                await conn.execute(f"ALTER TABLE {table} {verb} TRIGGER {table}_{trigger}")
+            if on:
+                await conn.execute(
+                    f"ALTER TABLE {table} ALTER COLUMN change_xid SET DEFAULT pg_current_xact_id()"
+                )
+                await conn.execute(
+                    f"CREATE INDEX ix_{table}_user_id_change_xid ON {table} (user_id, change_xid, id) "
+                    "WHERE change_xid IS NOT NULL"
+                )
+            else:
+                await conn.execute(f"ALTER TABLE {table} ALTER COLUMN change_xid DROP DEFAULT")
+                await conn.execute(f"DROP INDEX ix_{table}_user_id_change_xid")
+        await conn.execute("ANALYZE tasks")
+    finally:
+        await conn.close()
+
+
 async def db_counters(dsn: str) -> tuple[int, int]:
     conn = await asyncpg.connect(dsn)
     try:

@@ -24,6 +24,9 @@ _GRANIAN = ["--http", "1", "--no-ws", "--backlog", "4096"]
 SERVERS: dict[str, list[str]] = {
     # Exactly what scripts/serve runs (backend/serve.py builds the `litestar run` line; HOST/PORT/WORKERS).
     "litestar": ["python", "-m", "backend.serve"],
+    # The same server on a database without change tracking (no sync triggers, stamp default or index;
+    # bench/dataset.py switches them off and back): what tracking costs the writes, same window.
+    "litestar-untracked": ["python", "-m", "backend.serve"],
     "granian": ["granian", "--interface", "asgi", "--factory", "--loop", "uvloop", *_GRANIAN, "--log-level", "warning"],
     "granian-asyncio": ["granian", "--interface", "asgi", "--factory", "--loop", "asyncio", *_GRANIAN, "--log-level", "warning"],
     "uvicorn-uvloop": ["uvicorn", "--factory", "--loop", "uvloop", "--http", "httptools",
@@ -55,7 +58,7 @@ class Server:
         program, *flags = SERVERS[self.kind]
         cmd = [str(VENV_BIN / program), *flags]
         env = {**os.environ, **self.env}
-        if self.kind == "litestar":
+        if self.kind.startswith("litestar"):
             env.update(
                 HOST="127.0.0.1", PORT=str(self.port), WORKERS=str(self.workers), LITESTAR_APP=self.app
             )

@@ -107,3 +107,43 @@ def test_a_row_inserted_with_a_copied_stamp_still_comes(
 
     asyncio.run(copy())
     assert [t["title"] for t in client.get("/sync", params={"cursor": cursor}).json()["tasks"]] == ["copy"]
+
+
+def test_the_changes_of_one_big_transaction_come_in_pages_each_once(
+    client: httpx.Client, user: str, database_url: str
+) -> None:
+    """A cursor that stops inside a transaction of 1,200 rows resumes after its last id there."""
+    cursor = client.get("/sync").json()["cursor"]
+
+    async def import_then_prune() -> tuple[set[str], set[str]]:
+        async with connect(database_url) as connection:
+            await connection.execute(
+                "INSERT INTO tasks (id, user_id, title, created_at, updated_at) "
+                "SELECT gen_random_uuid(), $1, 't' || i, now(), now() FROM generate_series(1, 1200) i",
+                user,
+            )
+            ids = [str(r[0]) for r in await connection.fetch("SELECT id FROM tasks WHERE user_id = $1", user)]
+            async with connection.transaction():
+                await connection.execute("DELETE FROM tasks WHERE id = ANY($1::uuid[])", ids[:300])
+                touched = ids[300:305]
+                await connection.execute("UPDATE tasks SET title = 'x' WHERE id = ANY($1::uuid[])", touched)
+            return set(ids[300:]), set(ids[:300])
+
+    kept, deleted = asyncio.run(import_then_prune())
+    tasks: list[str] = []
+    gone: list[str] = []
+    pages = 0
+    while True:
+        body = client.get("/sync", params={"cursor": cursor, "limit": 500}).json()
+        assert len(body["tasks"]) + len(body["deleted_tasks"]) <= 500
+        tasks += [t["id"] for t in body["tasks"]]
+        gone += [d["id"] for d in body["deleted_tasks"]]
+        pages += 1
+        cursor = body["cursor"]
+        if not body["more"]:
+            break
+    assert len(tasks) == len(set(tasks)) == 900
+    assert set(tasks) == kept
+    assert len(gone) == len(set(gone)) <= 300
+    assert set(gone) <= deleted
+    assert pages == 3

@@ -127,22 +127,38 @@ def rows_by_id(table: str, columns: tuple[str, ...]) -> Sql:
 def changes_page(tables: tuple[str, ...]) -> Sql:
     """``(kind, id, number, version)`` of every row and tombstone of ``tables`` changed after the cursor,
     in ``(number, kind, id)`` order: a row through the number of the transaction that last wrote it,
-    a tombstone through its own. ``version`` is the tombstone's (null for a row)."""
+    a tombstone through its own. ``version`` is the tombstone's (null for a row).
+
+    Each branch starts where the cursor stands, on its index: the cursor's own transaction is read
+    again only for a kind the cursor has not finished, and only from the id after the cursor's (a
+    cursor right after an import of 10,000 rows must not walk them again); each reads at most ``n``.
+    """
+    seq, kind, after = "CAST(:seq AS bigint)", "CAST(:kind AS integer)", "CAST(:after AS uuid)"
+    nil, top = f"'{_NIL}'::uuid", f"'{_MAX_ID}'::uuid"
     parts = []
     for i, table in enumerate(tables):
+        rows, gone = 2 * i, 2 * i + 1
+        # The caller's transactions from the cursor's on, then each one's rows on the
+        # (user_id, change_xid, id) index. The LIMIT also keeps PostgreSQL from flattening the LATERAL
+        # subquery into a join: after one import, ``change_xid`` looks unselective, and the planner
+        # then hash-joined the caller's whole table (3-5 ms for 10 changes of 10,000 tasks).
         parts.append(
-            f"SELECT {2 * i} AS kind, r.id, m.seq, NULL::integer AS version FROM sync_txns m "  # noqa: S608
-            f"JOIN {table} r ON r.change_xid = m.xid AND r.user_id = m.user_id "
-            "WHERE m.user_id = :owner AND m.seq >= :seq"
+            f"(SELECT {rows} AS kind, r.id, m.seq, NULL::integer AS version FROM sync_txns m "  # noqa: S608
+            f"CROSS JOIN LATERAL (SELECT r.id FROM {table} r "
+            "WHERE r.user_id = m.user_id AND r.change_xid = m.xid "
+            f"AND r.id > CASE WHEN m.seq = {seq} AND {kind} = {rows} THEN {after} ELSE {nil} END "
+            "ORDER BY r.id LIMIT :n) r "
+            f"WHERE m.user_id = :owner AND m.seq >= {seq} + CASE WHEN {kind} <= {rows} THEN 0 ELSE 1 END)"
         )
+        start = f"CASE WHEN {kind} < {gone} THEN {nil} WHEN {kind} = {gone} THEN {after} ELSE {top} END"
         parts.append(
-            f"SELECT {2 * i + 1}, d.id, d.seq, d.version FROM deleted_{table} d "  # noqa: S608
-            "WHERE d.user_id = :owner AND d.seq >= :seq"
+            f"(SELECT {gone}, d.id, d.seq, d.version FROM deleted_{table} d "  # noqa: S608
+            f"WHERE d.user_id = :owner AND (d.seq, d.id) > ({seq}, {start}) ORDER BY d.seq, d.id LIMIT :n)"
         )
     union = " UNION ALL ".join(parts)
     return Sql.of(
         text(
             f"SELECT x.kind, x.id, x.seq, x.version FROM ({union}) x "  # noqa: S608
-            "WHERE (x.seq, x.kind, x.id) > (:seq, :kind, :after) ORDER BY x.seq, x.kind, x.id LIMIT :n"
+            f"WHERE (x.seq, x.kind, x.id) > ({seq}, {kind}, {after}) ORDER BY x.seq, x.kind, x.id LIMIT :n"
         )
     )

@@ -29,7 +29,7 @@ class Tracked:
 
 # In this order in a full sync and within one change number: lists before the tasks that name them.
 TRACKED = (Tracked("lists", ListRead), Tracked("tasks", TaskRead))
-_CHANGES = changes.changes_page(tuple(t.table for t in TRACKED))
+CHANGES_SQL = changes.changes_page(tuple(t.table for t in TRACKED))
 
 
 class SyncRepository(DriverRepository[Task]):
@@ -53,7 +53,7 @@ class SyncRepository(DriverRepository[Task]):
 
     async def changed(self, user_id: str, since: changes.Since, n: int) -> list[asyncpg.Record]:
         params = {"owner": user_id, "seq": since.seq, "kind": since.kind, "after": since.after, "n": n}
-        return await self.fetch_rows(_CHANGES, params)
+        return await self.fetch_rows(CHANGES_SQL, params)
 
     async def rows(self, user_id: str, table: int, ids: list[UUID]) -> list[Any]:
         """The caller's rows of TRACKED[table] among ``ids`` (those still there), as read Structs."""

@@ -85,7 +85,14 @@ def track(table: Table) -> None:
         return
     column = Column("change_xid", Xid8, server_default=text("pg_current_xact_id()"))
     table.append_column(column)
-    Index(f"ix_{table.name}_change_xid", column, postgresql_where=column.isnot(None))
+    # The caller's rows of one transaction, in id order: where a /sync cursor inside it resumes.
+    Index(
+        f"ix_{table.name}_user_id_change_xid",
+        table.c.user_id,
+        column,
+        table.c.id,
+        postgresql_where=column.isnot(None),
+    )
 
 
 track(cast("Table", Task.__table__))
