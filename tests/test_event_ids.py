@@ -1,4 +1,4 @@
-"""Live-update ids count the caller's own changes only (migration 0010), end to end on the real server:
+"""Live-update ids count the caller's own changes only (migration 0012), end to end on the real server:
 another user's writes never move them, concurrent writers of one user get consecutive ids in commit
 order, ``Last-Event-ID`` replays exactly the rest, and ids from before the numbering, or whose events
 were purged, get ``resync``."""
@@ -39,7 +39,7 @@ def test_a_users_ids_do_not_move_when_another_user_writes(api: ApiServer, tokens
         async with open_stream(c, a, ha) as theirs, open_stream(c, b, hb) as mine:
             await create(c, b, hb)
             first = (await expect(mine, "task.created")).id
-            assert first == 1  # a new user's first change (on a database numbered since 0010)
+            assert first == 1  # a new user's first change (on a database numbered since 0012)
             # Five changes of A, seen committed on A's stream, between two of B's.
             for _ in range(5):
                 await create(c, a, ha)
@@ -127,7 +127,7 @@ def test_concurrent_writers_get_consecutive_ids_and_any_replay_gives_exactly_the
 
 @dataclass
 class Before:
-    """A database whose tasks were written before migration 0010, served by the API."""
+    """A database whose tasks were written before migration 0012, served by the API."""
 
     server: ApiServer
     database_url: str
@@ -139,7 +139,7 @@ class Before:
 def before(admin_url: str, api_env: dict[str, str]) -> Iterator[Before]:
     url = new_database(admin_url)
     env = {"DATABASE_URL": url, "JWT_SECRET": SECRET}
-    run_cli("database", "upgrade", "0009", "--no-prompt", env=env)
+    run_cli("database", "upgrade", "0011", "--no-prompt", env=env)
     user, other = new_user("old"), new_user("other")
     old_ids = asyncio.run(_write_before(url, [user, other, user, other, user]))[user]
     run_cli("database", "upgrade", "--no-prompt", env=env)

@@ -12,7 +12,7 @@ plain asyncpg connection to a direct (session) server: ``LISTEN`` needs one, whi
 ``DATABASE_LISTEN_URL`` exists.
 
 Every id here is an event's number among its user's own events (``task_events.user_seq``, migration
-0010), the id a stream sends: consecutive per user, in commit order, whatever other users do.
+0012), the id a stream sends: consecutive per user, in commit order, whatever other users do.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class Listener:
         except _ERRORS as exc:
             logger.warning("event replay failed: %s", exc)
             return None
-        # A user's numbers have no gaps (migration 0010): the events after ``after`` are exactly
+        # A user's numbers have no gaps (migration 0012): the events after ``after`` are exactly
         # after + 1 .. the last number. Fewer rows mean some were purged (or the id is from before
         # the numbering, below the user's first event); a number above the last was never given.
         missed = rows[0][0] - after

@@ -1,4 +1,4 @@
-"""The live-updates tables of migrations 0005 and 0010, declared on the models' metadata so that
+"""The live-updates tables of migrations 0005 and 0012, declared on the models' metadata so that
 ``litestar database check`` (Alembic's autogenerate) sees the schema it expects, not drift.
 
 Only the migration creates them (with the triggers and functions that use them); nothing queries them
@@ -38,7 +38,7 @@ task_events = Table(
     Index("ix_task_events_user_id_user_seq", "user_id", "user_seq", unique=True),
 )
 
-# Each user's last event number (migration 0010).
+# Each user's last event number (migration 0012).
 task_events_clock = Table(
     "task_events_clock",
     metadata,
@@ -51,7 +51,7 @@ task_events_horizon = Table(
     metadata,
     Column("one", Boolean, primary_key=True),
     Column("purged_through", BigInteger, nullable=False),
-    # Every user's numbers start above it: the last global id handed out before migration 0010.
+    # Every user's numbers start above it: the last global id handed out before migration 0012.
     Column("seq_base", BigInteger, nullable=False, server_default=text("0")),
 )
 

@@ -1,7 +1,7 @@
 """Live updates: an event's id counts its user's own events, so its gaps never show other users' activity.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-08
 
 Until now a stream's ids were ``task_events.id``, one identity for everyone: a user saw them jump by
@@ -34,8 +34,8 @@ from types import ModuleType
 
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -241,7 +241,7 @@ def _migration(name: str) -> ModuleType:
 
 
 def _previous_functions() -> list[str]:
-    """The trigger functions as 0009 left them: tasks inserts from 0006, the others from 0007."""
+    """The trigger functions as 0011 left them: tasks inserts from 0006, the others from 0007."""
     m0006 = _migration("0006_task_events_inline.py")
     m0007 = _migration("0007_lists_subtasks_order.py")
     tasks_insert = m0006._trigger_functions(m0006._NEW_CALL)[0]
