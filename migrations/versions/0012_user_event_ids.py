@@ -2,7 +2,7 @@
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-08
+Create Date: 2026-12-07
 
 Until now a stream's ids were ``task_events.id``, one identity for everyone: a user saw them jump by
 the number of other users' changes in between. Now each event also gets ``user_seq``, the next number of
