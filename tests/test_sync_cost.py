@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from backend.sync.repository import CHANGES_SQL
+from backend.sync.repository import CHANGES_SQL, TRACKED
 from tests.test_organise_db import connect, new_user
 
 TASKS = 5_000
@@ -61,6 +61,29 @@ def test_ten_changes_of_a_5000_task_user_touch_a_few_pages(database_url: str, mo
             plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {execute}")
             top = json.loads(plan)[0]["Plan"]
             assert top["Actual Rows"] == CHANGES
+            assert top["Shared Hit Blocks"] + top["Shared Read Blocks"] <= MOST_BUFFERS
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
+@pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
+def test_reading_ten_changed_tasks_of_a_5000_task_user_touches_a_few_pages(
+    database_url: str, mode: str
+) -> None:
+    async def main() -> None:
+        user = new_user()
+        async with connect(database_url) as conn:
+            await seed(conn, user)
+            ids = [r[0] for r in await conn.fetch("SELECT id FROM tasks WHERE user_id = $1 LIMIT 10", user)]
+            by_id = TRACKED[1].by_id
+            types = {"owner": "varchar", "ids": "uuid[]"}
+            await conn.execute(f"PREPARE rows ({', '.join(types[n] for n in by_id.names)}) AS {by_id.text}")
+            await conn.execute(f"SET plan_cache_mode = {mode}")
+            values = {"owner": f"'{user}'", "ids": "'{" + ",".join(map(str, ids)) + "}'"}
+            execute = f"EXECUTE rows ({', '.join(values[n] for n in by_id.names)})"
+            plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {execute}")
+            top = json.loads(plan)[0]["Plan"]
+            assert top["Actual Rows"] == len(ids) == 10
             assert top["Shared Hit Blocks"] + top["Shared Read Blocks"] <= MOST_BUFFERS
 
     asyncio.run(asyncio.wait_for(main(), 120))
