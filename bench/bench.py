@@ -53,7 +53,11 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per case (BENCH_WARMUP; 2)")
     p.add_argument("--workers", default=None, help="comma list of API worker counts (BENCH_WORKERS; 1,2)")
-    p.add_argument("--conns", default=None, help="comma list of connection counts (BENCH_CONNS; 64,1000)")
+    p.add_argument(
+        "--conns",
+        default=None,
+        help="comma list of connection counts (BENCH_CONNS; 10,64,1000; quick: 64,1000)",
+    )
     p.add_argument("--cases", default=None, help="comma list of API cases (BENCH_CASES; all)")
     p.add_argument(
         "--pool", type=int, default=None, help="DB connections per server process (BENCH_POOL; 64)"
@@ -109,7 +113,7 @@ class Options:
             duration=args.duration or env_float("BENCH_DURATION", 5.0 if quick else 10.0),
             warmup=args.warmup if args.warmup is not None else env_float("BENCH_WARMUP", 2.0),
             workers=[int(w) for w in (args.workers or env("BENCH_WORKERS") or ("1" if quick else "1,2")).split(",")],
-            conns=[int(c) for c in (args.conns or env("BENCH_CONNS") or "64,1000").split(",")],
+            conns=[int(c) for c in (args.conns or env("BENCH_CONNS") or ("64,1000" if quick else "10,64,1000")).split(",")],
             case_names=(args.cases or env("BENCH_CASES") or default_cases).split(","),
             pool=args.pool or int(env("BENCH_POOL", "64")),
             server_kinds=(args.server or env("BENCH_SERVER") or "litestar").split(","),
