@@ -99,9 +99,8 @@ def _at(micros: int) -> datetime:
 
 
 # The caller's change counter and how far its history was purged; (0, 0) for a user who never wrote.
-CLOCK = Sql.of(
-    text("SELECT coalesce(max(seq), 0), coalesce(max(purged_seq), 0) FROM sync_clock WHERE user_id = :owner")
-)
+_CLOCK = "SELECT coalesce(max(seq), 0), coalesce(max(purged_seq), 0) FROM sync_clock WHERE user_id = :owner"
+CLOCK = Sql.of(text(_CLOCK))
 
 
 def snapshot_page(table: str, columns: tuple[str, ...]) -> Sql:
@@ -134,9 +133,11 @@ def rows_by_id(table: str, columns: tuple[str, ...]) -> Sql:
 
 
 def changes_page(tables: tuple[str, ...]) -> Sql:
-    """``(kind, id, number, version)`` of every row and tombstone of ``tables`` changed after the cursor,
-    in ``(number, kind, id)`` order: a row through the number of the transaction that last wrote it,
-    a tombstone through its own. ``version`` is the tombstone's (null for a row).
+    """The caller's clock (as ``CLOCK``) and ``(kind, id, number, version)`` of every row and tombstone
+    of ``tables`` changed after the cursor, in ``(number, kind, id)`` order: a row through the number of
+    the transaction that last wrote it, a tombstone through its own. ``version`` is the tombstone's
+    (null for a row). One statement, so one snapshot and one round trip: the first two columns are
+    the clock on every row, and a single row with the last four null means no change.
 
     Each branch starts where the cursor stands, on its index: the cursor's own transaction is read
     again only for a kind the cursor has not finished, and only from the id after the cursor's (a
@@ -167,7 +168,9 @@ def changes_page(tables: tuple[str, ...]) -> Sql:
     union = " UNION ALL ".join(parts)
     return Sql.of(
         text(
-            f"SELECT x.kind, x.id, x.seq, x.version FROM ({union}) x "  # noqa: S608
+            f"SELECT c.*, x.* FROM ({_CLOCK}) c LEFT JOIN LATERAL ("  # noqa: S608
+            f"SELECT x.kind, x.id, x.seq, x.version FROM ({union}) x "
             f"WHERE (x.seq, x.kind, x.id) > ({seq}, {kind}, {after}) ORDER BY x.seq, x.kind, x.id LIMIT :n"
+            ") x ON true ORDER BY x.seq, x.kind, x.id"
         )
     )

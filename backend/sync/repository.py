@@ -51,9 +51,15 @@ class SyncRepository(DriverRepository[Task]):
         }  # fmt: skip
         return await self.fetch_rows(TRACKED[table].page, params)
 
-    async def changed(self, user_id: str, since: changes.Since, n: int) -> list[asyncpg.Record]:
+    async def changed(
+        self, user_id: str, since: changes.Since, n: int
+    ) -> tuple[tuple[int, int], list[tuple[int, UUID, int, int | None]]]:
+        """The caller's clock (as ``clock``), and ``(kind, id, number, version)`` of up to ``n`` changes
+        after ``since``: one statement."""
         params = {"owner": user_id, "seq": since.seq, "kind": since.kind, "after": since.after, "n": n}
-        return await self.fetch_rows(CHANGES_SQL, params)
+        rows = await self.fetch_rows(CHANGES_SQL, params)
+        clock = (int(rows[0][0]), int(rows[0][1]))  # the LEFT JOIN always answers a row
+        return clock, [(r[2], r[3], r[4], r[5]) for r in rows if r[2] is not None]
 
     async def rows(self, user_id: str, table: int, ids: list[UUID]) -> list[Any]:
         """The caller's rows of TRACKED[table] among ``ids`` (those still there), as read Structs."""

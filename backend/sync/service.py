@@ -34,18 +34,19 @@ class SyncService:
         self.repository = repository
 
     async def page(self, user_id: str, cursor: str | None, limit: int) -> SyncPage:
-        seq, purged = await self.repository.clock(user_id)
         try:
-            at = Snapshot(seq) if cursor is None else decode(cursor)
+            at = None if cursor is None else decode(cursor)
         except BadCursor:
             raise CursorGone(detail=GONE) from None
-        number = at.base if isinstance(at, Snapshot) else at.seq
-        # Below the purge: deletions after it may be forgotten. Above the counter: not this user's.
-        if not purged <= number <= seq:
-            raise CursorGone(detail=GONE)
-        if isinstance(at, Snapshot):
-            return await self._snapshot(user_id, at, limit)
-        return await self._since(user_id, at, limit)
+        if isinstance(at, Since):
+            # The clock comes with the changes (one statement); a cursor it refuses sends none of them.
+            clock, changed = await self.repository.changed(user_id, at, limit + 1)
+            _check(at.seq, *clock)
+            return await self._since(user_id, at, changed, limit)
+        seq, purged = await self.repository.clock(user_id)
+        at = Snapshot(seq) if at is None else at
+        _check(at.base, seq, purged)
+        return await self._snapshot(user_id, at, limit)
 
     async def _snapshot(self, user_id: str, at: Snapshot, limit: int) -> SyncPage:
         """Tables in turn, each in (created_at, id) order, ``limit`` objects in all."""
@@ -65,13 +66,15 @@ class SyncService:
         # Everything committed after ``base`` comes next, also what changed while these pages were read.
         return _answer(found, [], Since(at.base), more=False)
 
-    async def _since(self, user_id: str, at: Since, limit: int) -> SyncPage:
-        changed = await self.repository.changed(user_id, at, limit + 1)
+    async def _since(
+        self, user_id: str, at: Since, changed: list[tuple[int, UUID, int, int | None]], limit: int
+    ) -> SyncPage:
         page = changed[:limit]
         ids: dict[int, list[UUID]] = defaultdict(list)
         deleted: list[list[Deleted]] = [[] for _ in TRACKED]
         for kind, item_id, _, version in page:
             if kind % 2:
+                assert version is not None  # a tombstone always has the version it had
                 deleted[kind // 2].append(Deleted(item_id, version))
             else:
                 ids[kind // 2].append(item_id)
@@ -79,6 +82,13 @@ class SyncService:
         found = [await self.repository.rows(user_id, table, ids[table]) for table in range(len(TRACKED))]
         cursor = Since(page[-1][2], page[-1][0], page[-1][1]) if page else at
         return _answer(found, deleted, cursor, more=len(changed) > limit)
+
+
+def _check(number: int, seq: int, purged: int) -> None:
+    """410 below the purge (deletions after it may be forgotten) and above the counter (not this
+    user's cursor)."""
+    if not purged <= number <= seq:
+        raise CursorGone(detail=GONE)
 
 
 def _answer(
