@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import httpx
@@ -155,3 +155,17 @@ def other_client(api: ApiServer, tokens: Tokens) -> Iterator[httpx.Client]:
     other = f"user-{uuid.uuid4().hex[:12]}"
     with httpx.Client(base_url=f"{api.url}/api/{other}", headers=tokens.headers(other), timeout=30) as c:
         yield c
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test that used an API server shows the server's warnings and errors: a 503 or a 409
+    says why only there."""
+    report = yield
+    server = getattr(item, "funcargs", {}).get("api")
+    if call.when == "call" and report.failed and isinstance(server, ApiServer):
+        lines = [line for line in server.output().splitlines() if '"level":"info"' not in line]
+        report.sections.append(("API server warnings and errors", "\n".join(lines[-40:]) or "(none)"))
+    return report

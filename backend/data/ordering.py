@@ -69,6 +69,7 @@ from typing import Any
 
 from sqlalchemy import ARRAY, Boolean, Column, Integer, String, Table, bindparam, column, func, select
 
+from backend.data.locking import owner_locked
 from backend.sql import Sql
 
 
@@ -131,4 +132,5 @@ def move_statement(table: Table, columns: Sequence[Column[Any]], group: Sequence
     moved = getattr(func, f"{table.name}_move")(*args).table_valued(
         *(column(c.name, c.type) for c in columns), name="moved"
     )
-    return Sql.of(select(*moved.c))
+    # The owner's lock before the function locks the row (backend.data.locking).
+    return Sql.of(select(*moved.c).where(owner_locked()))

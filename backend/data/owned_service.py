@@ -19,6 +19,7 @@ from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from advanced_alchemy.utils.serialization import ModelDictT
 from sqlalchemy import func, select
 
+from backend.data.locking import owner_locked
 from backend.data.resource import Resource
 from backend.errors import VersionMismatch
 
@@ -36,8 +37,10 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
     """AA's service for rows of one owner at a time; every method takes the caller's ``user_id``."""
 
     async def get_owned(self, user_id: str, raw_id: str, *, for_update: bool = False) -> ModelT:
+        """The caller's row; ``for_update`` locks it, after the owner's lock (``backend.data.locking``)."""
+        writing = (owner_locked(user_id),) if for_update else ()
         item = await self.get_one_or_none(
-            id=self.parse_id(raw_id), user_id=user_id, with_for_update=for_update
+            *writing, id=self.parse_id(raw_id), user_id=user_id, with_for_update=for_update
         )
         return item if item is not None else self.not_found()
 
@@ -68,8 +71,8 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
         await self.delete(item.id, auto_commit=True)
 
     async def to_model_on_create(self, data: ModelDictT[ModelT]) -> ModelDictT[ModelT]:
-        """Refuse past the quota. The count runs after the owner's quota lock (``owned_count_locked``), in
-        this transaction: concurrent creates of one user are counted one after the other."""
+        """Refuse past the quota. The count runs after the owner's lock (``owned_count_locked``), as the
+        create's first statement: concurrent creates of one user are counted one after the other."""
         # Our services hand AA a dict or the model itself, which is Owned.
         owner = data["user_id"] if isinstance(data, dict) else cast("Owned", data).user_id
         table = self.repository.model_type.__tablename__

@@ -31,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 
+from backend.data.locking import owner_locked
 from backend.idempotency import with_key
 from backend.sql import Sql
 
@@ -88,6 +89,8 @@ class OwnedTable:
         # The caller's rows, and the one row of the caller's the request names.
         self.callers_rows: ColumnElement[bool] = c.user_id == bindparam("owner")
         self.callers_row: ColumnElement[bool] = and_(c.id == bindparam(id_param), self.callers_rows)
+        # What a write adds: the caller's lock, taken before the statement locks any row.
+        self.writing: ColumnElement[bool] = owner_locked()
         self.now = bindparam("now", type_=c.updated_at.type)
         self.if_match: ColumnElement[bool] = c.version == any_(bindparam("versions", type_=ARRAY(Integer)))
         self.bump: dict[str, Any] = {"version": c.version + 1, "updated_at": self.now}
@@ -119,12 +122,12 @@ class OwnedTable:
     @cached_property
     def delete(self) -> dict[bool, Sql]:
         """By ``If-Match`` given or not: returns the deleted row's version."""
-        base = delete(self.table).where(self.callers_row)
+        base = delete(self.table).where(self.callers_row, self.writing)
         return {m: Sql.of(self.guarded(base, m).returning(self.table.c.version)) for m in (False, True)}
 
     def update(self, values: Mapping[str, Any], if_match: bool) -> Any:
         """The guarded update of the caller's row to ``values`` (plus the bump), returning the row."""
-        statement = update(self.table).where(self.callers_row).values(**values, **self.bump)
+        statement = update(self.table).where(self.callers_row, self.writing).values(**values, **self.bump)
         return self.guarded(statement, if_match).returning(*self.columns)
 
     def update_fields(self, fields: tuple[str, ...], if_match: bool) -> Sql:
@@ -140,9 +143,10 @@ class OwnedTable:
     def insert_within_quota(self) -> Any:
         """INSERT of one row from ``:<column>`` parameters, only while its owner holds under ``:quota`` rows.
 
-        ``owned_count_locked`` (a VOLATILE function, migration 0008) takes an advisory lock per owner and
-        table and only then counts, with a snapshot taken after the lock: concurrent creates of one user
-        are serialised at the check, so the quota is exact. Still one statement, one round trip.
+        ``owned_count_locked`` (a VOLATILE function, migrations 0008 and 0013) takes the owner's lock and
+        only then counts, with a snapshot taken after the lock: concurrent creates of one user are
+        serialised at the check, so the quota is exact. The row is formed only after the count, so the
+        lock comes before the row locks its placement takes. Still one statement, one round trip.
         """
         names = [c.name for c in self.columns]
         count = func.owned_count_locked(literal(self.table.name), bindparam("owner"))

@@ -134,7 +134,7 @@ def _set_completed_all(kind: object) -> Any:
     changing = [_CALLERS, *in_group("list_id", kind), _t.c.completed != _COMPLETED]
     return (
         update(_t)
-        .where(_CALLERS, _t.c.id.in_(_locked_in_order(*changing)))
+        .where(_CALLERS, TASKS.writing, _t.c.id.in_(_locked_in_order(*changing)))
         .values(completed=_COMPLETED, completed_at=_completed_at(_COMPLETED), **TASKS.bump)
     )
 
@@ -155,7 +155,9 @@ _SET_COMPLETED_ALL_ONCE = {
 _DELETE_COMPLETED = {
     kind: Sql.of(
         delete(_t).where(
-            _CALLERS, _t.c.id.in_(_locked_in_order(_CALLERS, *in_group("list_id", kind), _t.c.completed))
+            _CALLERS,
+            TASKS.writing,
+            _t.c.id.in_(_locked_in_order(_CALLERS, *in_group("list_id", kind), _t.c.completed)),
         )
     )
     for kind in _KINDS

@@ -1,0 +1,25 @@
+"""The owner's lock: every write of the API takes its user's lock before it locks any row.
+
+Rows give no lock order that every write could follow (a subtask's create locks its parent and then its
+list, a list's delete the list and then its tasks, a complete-all goes by id), and two writes of one user
+that lock the same rows in opposite orders deadlock. Taking the user's lock first puts the writes of
+one user one after the other, from their first statement to their commit (the lock is transaction
+scoped); other users' writes never wait for it. The trigger functions take the same lock again when they
+number a change (migration 0013 explains the order).
+
+``owner_locked(owner)`` is a one-time filter: PostgreSQL evaluates an uncorrelated scalar subquery in a
+WHERE once, before the statement reads its first row, so the lock comes before every row lock the
+statement takes (``FOR UPDATE`` subqueries, cascades and trigger functions included).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, String, bindparam, func, select
+
+
+def owner_locked(owner: Any = None) -> ColumnElement[bool]:
+    """A WHERE condition that takes ``owner``'s lock first and is always true (default: ``:owner``)."""
+    who = bindparam("owner", type_=String()) if owner is None else owner
+    return select(func.owner_locked(who)).scalar_subquery()
