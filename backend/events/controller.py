@@ -12,6 +12,7 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 from backend.errors import PROBLEM_JSON, Problem, problem_responses
 from backend.events.live import LiveUpdates
 from backend.events.stream import EventStream, messages, parse_last_event_id
+from backend.http.admission import LONG_LIVED
 from backend.http.routes import get
 
 _DESCRIPTION = """\
@@ -74,7 +75,8 @@ class EventController(Controller):
         "`tasks.changed`, `resync`, `token-expired` events and `: ping` comments.",
         responses=_responses(),
         # Read by the owner guard: EventSource cannot send an Authorization header.
-        opt={"token_in_query": True},
+        # A stream waits for events, not for a pool connection: it does not queue at the door.
+        opt={"token_in_query": True, LONG_LIVED: True},
         cache=False,
     )
     async def stream_task_events(
