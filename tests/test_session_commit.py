@@ -103,3 +103,42 @@ def test_a_task_request_sends_its_one_statement_and_no_transaction(
         fetched = _statements_during(logged[1], lambda: c.get(f"{base}/{created[0].json()['id']}"))
         assert len(fetched) == 1, fetched
         assert not any(s.split(":", 1)[-1].strip().upper() in ("BEGIN", "COMMIT") for s in sent + fetched)
+
+
+def _transaction_control(sent: list[str]) -> list[str]:
+    return [s for s in sent if s.split(":", 1)[-1].strip(" ;").upper() in ("BEGIN", "COMMIT", "ROLLBACK")]
+
+
+def _get_logged(log: Path, c: httpx.Client, path: str) -> tuple[httpx.Response, list[str]]:
+    answers: list[httpx.Response] = []
+    sent = _statements_during(log, lambda: answers.append(c.get(path)))
+    return answers[0], sent
+
+
+def test_reading_lists_through_advanced_alchemy_sends_the_select_alone(
+    logged: tuple[str, Path], logged_api: ApiServer, tokens: Tokens
+) -> None:
+    user = f"lists-{uuid.uuid4().hex[:8]}"
+    base = f"{logged_api.url}/api/{user}/lists"
+    with httpx.Client(headers=tokens.headers(user), timeout=30) as c:
+        made = c.post(base, json={"name": "groceries"})
+        assert made.status_code == 201, made.text
+        url = f"{base}/{made.json()['id']}"
+        c.get(base)  # the first request of a worker prepares more than one statement
+        for path in (base, url):
+            answer, sent = _get_logged(logged[1], c, path)
+            assert answer.status_code == 200, answer.text
+            # AA's get_many / get_one_or_none, without the BEGIN before and the ROLLBACK after.
+            assert _transaction_control(sent) == [], sent
+            assert len(sent) == 1, sent
+            assert "SELECT lists.id" in sent[0], sent
+        # A write on the same worker's connections is a transaction again: its locking read and its
+        # update between one BEGIN and one COMMIT.
+        renamed: list[httpx.Response] = []
+        sent = _statements_during(logged[1], lambda: renamed.append(c.patch(url, json={"name": "food"})))
+        assert renamed[0].status_code == 200, renamed[0].text
+        first = sent[: [s.endswith("COMMIT;") for s in sent].index(True) + 1]
+        assert "BEGIN" in first[0], sent
+        assert "SELECT lists.id" in first[1], sent
+        assert "UPDATE lists SET name" in first[2], sent
+        assert c.get(url).json()["name"] == "food"

@@ -18,6 +18,7 @@ from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from advanced_alchemy.utils.serialization import ModelDictT
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.data.locking import owner_locked
 from backend.data.resource import Resource
@@ -43,6 +44,15 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
             *writing, id=self.parse_id(raw_id), user_id=user_id, with_for_update=for_update
         )
         return item if item is not None else self.not_found()
+
+    async def read_only(self) -> None:
+        """Call first in a request that only reads: its session reads in autocommit, one round trip per
+        statement instead of BEGIN, the statement and the ROLLBACK of its close (SQLAlchemy starts a
+        transaction for any statement otherwise). Every statement still sees a consistent snapshot of
+        its own; a request that needs several statements to agree, or writes, must not call it."""
+        session = cast("AsyncSession", self.repository.session)
+        if not session.in_transaction():
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
     async def get_for_write(self, user_id: str, raw_id: str, if_match: tuple[int, ...] | None) -> ModelT:
         """The caller's row, locked until the request's transaction ends, if it matches ``If-Match``."""

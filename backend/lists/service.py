@@ -28,12 +28,14 @@ class ListService(OwnedService[TaskList, ListRepository]):
         return self.to_schema(item, schema_type=ListRead)
 
     async def lists(self, user_id: str) -> list[ListRead]:
+        await self.read_only()
         items = await self.get_many(
             TaskList.user_id == user_id, order_by=[("position", False), ("id", False)]
         )
         return [self.read(item) for item in items]
 
     async def get_list(self, user_id: str, list_id: str) -> ListRead:
+        await self.read_only()
         return self.read(await self.get_owned(user_id, list_id))
 
     async def add_list(self, user_id: str, data: ListWrite, once: Once | None = None) -> ListRead:
