@@ -105,8 +105,14 @@ def test_a_task_request_sends_its_one_statement_and_no_transaction(
         assert not any(s.split(":", 1)[-1].strip().upper() in ("BEGIN", "COMMIT") for s in sent + fetched)
 
 
+def _control(statement: str) -> str:
+    """BEGIN, COMMIT or ROLLBACK for a transaction-control statement (``BEGIN ISOLATION LEVEL ...`` too)."""
+    words = statement.split(":", 1)[-1].strip(" ;").upper().split()
+    return words[0] if words else ""
+
+
 def _transaction_control(sent: list[str]) -> list[str]:
-    return [s for s in sent if s.split(":", 1)[-1].strip(" ;").upper() in ("BEGIN", "COMMIT", "ROLLBACK")]
+    return [s for s in sent if _control(s) in ("BEGIN", "COMMIT", "ROLLBACK")]
 
 
 def _get_logged(log: Path, c: httpx.Client, path: str) -> tuple[httpx.Response, list[str]]:
@@ -121,8 +127,15 @@ def test_reading_lists_through_advanced_alchemy_sends_the_select_alone(
     user = f"lists-{uuid.uuid4().hex[:8]}"
     base = f"{logged_api.url}/api/{user}/lists"
     with httpx.Client(headers=tokens.headers(user), timeout=30) as c:
-        made = c.post(base, json={"name": "groceries"})
+        c.post(base, json={"name": "first"})  # the first request of a worker prepares more than one statement
+        created: list[httpx.Response] = []
+        sent = _statements_during(logged[1], lambda: created.append(c.post(base, json={"name": "groceries"})))
+        made = created[0]
         assert made.status_code == 201, made.text
+        # One transaction: the quota count and the INSERT, whose RETURNING brings the position (no
+        # refresh after the commit).
+        assert [_control(s) for s in _transaction_control(sent)] == ["BEGIN", "COMMIT"], sent
+        assert made.json()["position"]
         url = f"{base}/{made.json()['id']}"
         c.get(base)  # the first request of a worker prepares more than one statement
         for path in (base, url):
@@ -137,8 +150,8 @@ def test_reading_lists_through_advanced_alchemy_sends_the_select_alone(
         renamed: list[httpx.Response] = []
         sent = _statements_during(logged[1], lambda: renamed.append(c.patch(url, json={"name": "food"})))
         assert renamed[0].status_code == 200, renamed[0].text
-        first = sent[: [s.endswith("COMMIT;") for s in sent].index(True) + 1]
-        assert "BEGIN" in first[0], sent
-        assert "SELECT lists.id" in first[1], sent
-        assert "UPDATE lists SET name" in first[2], sent
+        assert [_control(s) for s in _transaction_control(sent)] == ["BEGIN", "COMMIT"], sent
+        assert "SELECT lists.id" in sent[1], sent
+        assert any("UPDATE lists SET name" in s for s in sent), sent
+        assert renamed[0].json()["version"] == 2
         assert c.get(url).json()["name"] == "food"

@@ -63,7 +63,9 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
 
     async def create_owned(self, user_id: str, data: dict[str, Any], *, commit: bool = True) -> ModelT:
         """The new row; ``commit=False`` leaves the transaction open for more (an Idempotency-Key row)."""
-        return await self.create({**data, "user_id": user_id}, auto_commit=commit)
+        # No refresh: the INSERT's RETURNING already brought what the database decided (position), and
+        # AA refreshes after its commit, which took a second transaction (BEGIN, SELECT, COMMIT).
+        return await self.create({**data, "user_id": user_id}, auto_commit=commit, auto_refresh=False)
 
     async def update_owned(
         self, user_id: str, raw_id: str, changes: dict[str, Any], if_match: tuple[int, ...] | None
@@ -74,7 +76,9 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
             return item
         for name, value in changes.items():
             setattr(item, name, value)
-        return await self.update(item, auto_commit=True)
+        # No refresh either: every changed column was set here (version by ``to_model_on_update``,
+        # ``updated_at`` by AA's listener), and no trigger changes the row on update.
+        return await self.update(item, auto_commit=True, auto_refresh=False)
 
     async def delete_owned(self, user_id: str, raw_id: str, if_match: tuple[int, ...] | None) -> None:
         item = await self.get_for_write(user_id, raw_id, if_match)
