@@ -19,6 +19,10 @@ from backend.pool import FairAsyncPool
 from backend.settings import PROJECT_ROOT, Settings
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+# In a session's ``info``: whether a request that only reads may run its statements outside a
+# transaction (``OwnedService.read_only``). Not through a transaction-mode pooler: there a statement
+# outside a transaction may be prepared on one server connection and executed on another.
+AUTOCOMMIT_READS = "tasks.autocommit_reads"
 
 
 def _connect_args(settings: Settings) -> dict[str, Any]:
@@ -83,7 +87,10 @@ def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
             echo=settings.database_echo,
             connect_args=_connect_args(settings),
         ),
-        session_config=AsyncSessionConfig(expire_on_commit=False),
+        session_config=AsyncSessionConfig(
+            expire_on_commit=False,
+            info={AUTOCOMMIT_READS: settings.database_pool_mode == "session"},
+        ),
         before_send_handler=before_send,
         set_default_exception_handler=False,
         create_all=False,

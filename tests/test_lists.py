@@ -194,3 +194,21 @@ def test_the_list_quota_is_exact_and_per_user(api_env: dict[str, str], tokens: T
         other = f"{user}-other"
         with httpx.Client(base_url=f"{server.url}/api/{other}", headers=tokens.headers(other)) as c:
             assert c.post("/lists", json={"name": "a quota is per user"}).status_code == 201
+
+
+def test_concurrent_reads_and_writes_of_lists_all_succeed(api_url: str, tokens: Tokens, user: str) -> None:
+    # Through a transaction-mode pooler a read outside a transaction may see its statement prepared
+    # on one server connection and run on another: every read and write here must still be answered.
+    async def scenario() -> list[int]:
+        limits = httpx.Limits(max_connections=24)
+        async with httpx.AsyncClient(
+            base_url=f"{api_url}/api/{user}", headers=tokens.headers(user), timeout=60, limits=limits
+        ) as c:
+            ids = [(await c.post("/lists", json={"name": f"l{i}"})).json()["id"] for i in range(4)]
+            calls = []
+            for i in range(60):
+                calls += [c.get("/lists"), c.get(f"/lists/{ids[i % 4]}")]
+                calls.append(c.patch(f"/lists/{ids[i % 4]}", json={"name": f"n{i}"}))
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    assert asyncio.run(scenario()) == [200] * 180

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.data.locking import owner_locked
 from backend.data.resource import Resource
+from backend.db import AUTOCOMMIT_READS
 from backend.errors import VersionMismatch
 
 
@@ -49,9 +50,10 @@ class OwnedService(Resource, SQLAlchemyAsyncRepositoryService[ModelT, Repository
         """Call first in a request that only reads: its session reads in autocommit, one round trip per
         statement instead of BEGIN, the statement and the ROLLBACK of its close (SQLAlchemy starts a
         transaction for any statement otherwise). Every statement still sees a consistent snapshot of
-        its own; a request that needs several statements to agree, or writes, must not call it."""
+        its own; a request that needs several statements to agree, or writes, must not call it. Behind
+        a transaction-mode pooler (``backend.db.AUTOCOMMIT_READS`` off) it does nothing."""
         session = cast("AsyncSession", self.repository.session)
-        if not session.in_transaction():
+        if session.info.get(AUTOCOMMIT_READS) and not session.in_transaction():
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
     async def get_for_write(self, user_id: str, raw_id: str, if_match: tuple[int, ...] | None) -> ModelT:
