@@ -267,6 +267,10 @@ def _alchemy(request: Request[Any, Any, Any], exc: AdvancedAlchemyError) -> Resp
     if isinstance(exc, NotFoundError):
         return _not_found(request, exc)
     if isinstance(exc, (IntegrityError, DuplicateKeyError, ForeignKeyError)):
+        # AA's IntegrityError also stands for any statement that failed: only a constraint is a 409.
+        failed = next((e for e in _causes(exc) if isinstance(e, asyncpg.PostgresError)), None)
+        if failed is not None and not isinstance(failed, asyncpg.IntegrityConstraintViolationError):
+            return _postgres(request, failed)
         return _conflict(request, exc)
     cause = exc.__cause__
     if isinstance(cause, SQLAlchemyError):

@@ -52,6 +52,11 @@ RAISES: dict[str, BaseException] = {
     ),
     "constraint-aa": through_advanced_alchemy(asyncpg.UniqueViolationError(SECRET_DETAIL)),
     "syntax-sqlalchemy": through_sqlalchemy(asyncpg.PostgresSyntaxError(SECRET_DETAIL)),
+    # AA's IntegrityError for statements that failed for another reason than a constraint.
+    "syntax-aa": through_advanced_alchemy(asyncpg.PostgresSyntaxError(SECRET_DETAIL)),
+    "statement-lost-aa": through_advanced_alchemy(asyncpg.InvalidSQLStatementNameError(SECRET_DETAIL)),
+    "data-aa": through_advanced_alchemy(asyncpg.InvalidTextRepresentationError(SECRET_DETAIL)),
+    "foreign-key-aa": through_advanced_alchemy(asyncpg.ForeignKeyViolationError(SECRET_DETAIL)),
     "integrity": IntegrityError(SECRET_DETAIL),
     "duplicate": DuplicateKeyError(SECRET_DETAIL),
     "repository": RepositoryError(SECRET_DETAIL),
@@ -88,7 +93,8 @@ def app_client() -> TestClient[Litestar]:
         ("slots-raw", 503), ("slots-sqlalchemy", 503), ("slots-aa", 503), ("starting-up-aa", 503),
         ("resources-sqlalchemy", 503), ("crash-shutdown-raw", 503), ("lost-connection-aa", 503),
         ("slots-under-runtime", 503), ("constraint-aa", 409), ("syntax-sqlalchemy", 500),
-        ("deadlock-raw", 503), ("serialization-sqlalchemy", 503),
+        ("deadlock-raw", 503), ("serialization-sqlalchemy", 503), ("syntax-aa", 500),
+        ("statement-lost-aa", 500), ("data-aa", 400), ("foreign-key-aa", 409),
     ],
 )  # fmt: skip
 def test_exceptions_map_to_problem_documents(
