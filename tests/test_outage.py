@@ -1,4 +1,4 @@
-"""Database outage (issue 6, item 2): PostgreSQL stopped mid-traffic, then started again.
+"""Database outage: PostgreSQL stopped mid-traffic, then started again.
 
 A cluster of its own (stopping it disturbs no other test) and an API process against it. Writers create
 tasks and rewrite a few tasks with multi-field PATCHes, readers list and read, all the time. PostgreSQL is
