@@ -166,6 +166,9 @@ def server_env(db_url: str, pool: int) -> dict[str, str]:
         # a second must not be refused: a benchmark measures throughput, not the limit.
         "RATE_LIMIT": "100000000/minute",
         "LITESTAR_APP": "backend.app:create_app",
+        # This checkout's code and migrations, also when the venv's editable install points at another
+        # (a worktree of an older commit measured with the main checkout's venv).
+        "PYTHONPATH": str(ROOT),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 
