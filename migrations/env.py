@@ -10,6 +10,7 @@ from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 
 # Imported for their tables: importing a model registers it on the metadata Alembic compares with.
+import backend.data.counts
 import backend.events.tables
 import backend.idempotency
 import backend.lists.models

@@ -143,9 +143,9 @@ class OwnedTable:
     def insert_within_quota(self) -> Any:
         """INSERT of one row from ``:<column>`` parameters, only while its owner holds under ``:quota`` rows.
 
-        ``owned_count_locked`` (a VOLATILE function, migrations 0008 and 0013) takes the owner's lock and
-        only then counts, with a snapshot taken after the lock: concurrent creates of one user are
-        serialised at the check, so the quota is exact. The row is formed only after the count, so the
+        ``owned_count_locked`` (a VOLATILE function, migrations 0008, 0013 and 0015) takes the owner's lock
+        and only then reads the user's kept count, with a snapshot taken after the lock: concurrent creates
+        of one user are serialised at the check, so the quota is exact. The row is formed only after the count, so the
         lock comes before the row locks its placement takes. Still one statement, one round trip.
         """
         names = [c.name for c in self.columns]
