@@ -145,8 +145,9 @@ class OwnedTable:
 
         ``owned_count_locked`` (a VOLATILE function, migrations 0008, 0013 and 0015) takes the owner's lock
         and only then reads the user's kept count, with a snapshot taken after the lock: concurrent creates
-        of one user are serialised at the check, so the quota is exact. The row is formed only after the count, so the
-        lock comes before the row locks its placement takes. Still one statement, one round trip.
+        of one user are serialised at the check, so the quota is exact. The row is formed only after the
+        count, so the lock comes before the row locks its placement takes. Still one statement, one round
+        trip.
         """
         names = [c.name for c in self.columns]
         count = func.owned_count_locked(literal(self.table.name), bindparam("owner"))

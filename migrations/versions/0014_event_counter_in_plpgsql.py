@@ -9,7 +9,7 @@ function whose body holds subqueries it cannot be inlined, and PostgreSQL before
 again in every transaction that calls it: on PostgreSQL 15, measured with ``track_functions`` on
 single-row task updates, 111-116 us of the call's own time, about a tenth of the whole update. The same
 body in PL/pgSQL is planned once per connection: 24-30 us. PostgreSQL 18 caches SQL functions' plans
-too, and there both take 27-32 us (``bench/db_writes.py``). Same arguments, result and volatility.
+too: there both take 23-33 us (``bench/db_writes.py``). Same arguments, result and volatility.
 """
 
 from __future__ import annotations
