@@ -163,7 +163,7 @@ def main() -> None:
             url = asyncpg_url(pg)
             if not migrate(server_env(url, 5)):
                 raise SystemExit(1)
-            dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+            dsn = pg.get_uri("postgres")  # asyncpg's own form of the same server
             users, big = user_ids(random.Random(1))
             log("loading the dataset ...")
             data = asyncio.run(load_dataset(dsn, users, big))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
 
@@ -69,12 +71,18 @@ async def _after_lists(url: str) -> tuple[list[tuple[str, str, str, object, obje
         await conn.close()
 
 
-def test_tasks_from_before_lists_get_positions_in_their_inbox_by_creation(admin_url: str) -> None:
+def upgraded_across(admin_url: str, revision: str, seed: Callable[[str], Coroutine[Any, Any, object]]) -> str:
+    """A new database migrated to ``revision``, given rows by ``seed``, then to the head: its URL."""
     url = new_database(admin_url)
     env = {"DATABASE_URL": url, "JWT_SECRET": SECRET}
-    run_cli("database", "upgrade", "0006", "--no-prompt", env=env)
-    asyncio.run(_seed_before_lists(url))
+    run_cli("database", "upgrade", revision, "--no-prompt", env=env)
+    asyncio.run(seed(url))
     run_cli("database", "upgrade", "--no-prompt", env=env)
+    return url
+
+
+def test_tasks_from_before_lists_get_positions_in_their_inbox_by_creation(admin_url: str) -> None:
+    url = upgraded_across(admin_url, "0006", _seed_before_lists)
     rows, events = asyncio.run(_after_lists(url))
     assert rows == [
         ("00000000-0000-7000-8000-000000000003", "ann", "a0", None, None),

@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 import httpx
 
-from tests.conftest import new_database
-from tests.support import SECRET, Tokens, api_server, run_cli
+from tests.support import Tokens, api_server, driver_dsn
+from tests.test_migrations import upgraded_across
 
 
 def test_the_task_quota_counts_rows_gone_by_cascade_and_clear_completed(
@@ -36,7 +36,7 @@ def test_the_task_quota_counts_rows_gone_by_cascade_and_clear_completed(
 
 
 async def _seed(url: str) -> None:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(driver_dsn(url))
     try:
         for user, count in (("ann", 3), ("bob", 1)):
             for i in range(count):
@@ -56,7 +56,7 @@ async def _seed(url: str) -> None:
 
 
 async def _counts(url: str) -> dict[tuple[str, str], int]:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(driver_dsn(url))
     try:
         pairs = [(t, u) for t in ("tasks", "lists") for u in ("ann", "bob", "cat")]
         return {(t, u): await conn.fetchval("SELECT owned_count_locked($1, $2)", t, u) for t, u in pairs}
@@ -65,11 +65,7 @@ async def _counts(url: str) -> dict[tuple[str, str], int]:
 
 
 def test_counts_start_from_the_rows_already_there(admin_url: str) -> None:
-    url = new_database(admin_url)
-    env = {"DATABASE_URL": url, "JWT_SECRET": SECRET}
-    run_cli("database", "upgrade", "0014", "--no-prompt", env=env)
-    asyncio.run(_seed(url))
-    run_cli("database", "upgrade", "--no-prompt", env=env)
+    url = upgraded_across(admin_url, "0014", _seed)
     assert asyncio.run(_counts(url)) == {
         ("tasks", "ann"): 3,
         ("tasks", "bob"): 1,

@@ -34,42 +34,45 @@ depends_on = None
 
 TABLES = ("lists", "tasks")
 
-_ADDED = """
-CREATE FUNCTION owned_counts_added() RETURNS trigger LANGUAGE plpgsql AS $$
+# Every change of a count: under the owner's lock, taken before the counter row is (see above).
+_ADD = """
+CREATE FUNCTION owned_counts_add(owner varchar, tbl_name text, delta bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(owner, 13));
+    INSERT INTO owned_counts AS c (user_id, tbl, n) VALUES (owner, tbl_name, delta)
+    ON CONFLICT (user_id, tbl) DO UPDATE SET n = c.n + excluded.n;
+END $$
+"""
+
+# After a statement that inserted or deleted rows: each owner's count, owners in order.
+_CHANGED = """
+CREATE FUNCTION owned_counts_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     u record;
 BEGIN
-    FOR u IN SELECT n.user_id, count(*) AS k FROM new_rows n GROUP BY 1 ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended(u.user_id, 13));
-        INSERT INTO owned_counts AS c (user_id, tbl, n) VALUES (u.user_id, TG_TABLE_NAME, u.k)
-        ON CONFLICT (user_id, tbl) DO UPDATE SET n = c.n + excluded.n;
-    END LOOP;
+    IF TG_OP = 'INSERT' THEN
+        FOR u IN SELECT r.user_id, count(*) AS k FROM new_rows r GROUP BY 1 ORDER BY 1 LOOP
+            PERFORM owned_counts_add(u.user_id, TG_TABLE_NAME, u.k);
+        END LOOP;
+    ELSE
+        FOR u IN SELECT r.user_id, -count(*) AS k FROM old_rows r GROUP BY 1 ORDER BY 1 LOOP
+            PERFORM owned_counts_add(u.user_id, TG_TABLE_NAME, u.k);
+        END LOOP;
+    END IF;
     RETURN NULL;
 END $$
 """
 
-_REMOVED = """
-CREATE FUNCTION owned_counts_removed() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    u record;
-BEGIN
-    FOR u IN SELECT o.user_id, count(*) AS k FROM old_rows o GROUP BY 1 ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended(u.user_id, 13));
-        UPDATE owned_counts c SET n = c.n - u.k WHERE c.user_id = u.user_id AND c.tbl = TG_TABLE_NAME;
-    END LOOP;
-    RETURN NULL;
-END $$
-"""
-
-# A row moved to another user (never through the API): one less for the old owner, one more for the new.
+# A row moved to another user (never through the API): one less for the old owner, one more for the
+# new, the two owners' locks in order.
 _MOVED = """
 CREATE FUNCTION owned_counts_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(least(OLD.user_id, NEW.user_id), 13));
     PERFORM pg_advisory_xact_lock(hashtextextended(greatest(OLD.user_id, NEW.user_id), 13));
-    UPDATE owned_counts c SET n = c.n - 1 WHERE c.user_id = OLD.user_id AND c.tbl = TG_TABLE_NAME;
-    INSERT INTO owned_counts AS c (user_id, tbl, n) VALUES (NEW.user_id, TG_TABLE_NAME, 1)
-    ON CONFLICT (user_id, tbl) DO UPDATE SET n = c.n + 1;
+    PERFORM owned_counts_add(OLD.user_id, TG_TABLE_NAME, -1);
+    PERFORM owned_counts_add(NEW.user_id, TG_TABLE_NAME, 1);
     RETURN NULL;
 END $$
 """
@@ -104,9 +107,9 @@ $$
 def _triggers(table: str) -> list[str]:
     return [
         f"CREATE TRIGGER {table}_counts_added AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows "
-        "FOR EACH STATEMENT EXECUTE FUNCTION owned_counts_added()",
+        "FOR EACH STATEMENT EXECUTE FUNCTION owned_counts_changed()",
         f"CREATE TRIGGER {table}_counts_removed AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows "
-        "FOR EACH STATEMENT EXECUTE FUNCTION owned_counts_removed()",
+        "FOR EACH STATEMENT EXECUTE FUNCTION owned_counts_changed()",
         f"CREATE TRIGGER {table}_counts_moved AFTER UPDATE OF user_id ON {table} FOR EACH ROW "
         "WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id) EXECUTE FUNCTION owned_counts_moved()",
         f"CREATE TRIGGER {table}_counts_truncated AFTER TRUNCATE ON {table} "
@@ -119,7 +122,7 @@ def upgrade() -> None:
         "CREATE TABLE owned_counts (user_id varchar(255) NOT NULL, tbl text NOT NULL, n bigint NOT NULL, "
         "PRIMARY KEY (user_id, tbl))"
     )
-    for function in (_ADDED, _REMOVED, _MOVED, _TRUNCATED):
+    for function in (_ADD, _CHANGED, _MOVED, _TRUNCATED):
         op.execute(function)
     for table in TABLES:
         # Writers wait from here to the commit: no row can slip in between the count and the triggers.
@@ -137,6 +140,6 @@ def downgrade() -> None:
     for table in TABLES:
         for name in ("added", "removed", "moved", "truncated"):
             op.execute(f"DROP TRIGGER {table}_counts_{name} ON {table}")
-    for function in ("added", "removed", "moved", "truncated"):
-        op.execute(f"DROP FUNCTION owned_counts_{function}()")
+    for function in ("changed()", "moved()", "truncated()", "add(varchar, text, bigint)"):
+        op.execute(f"DROP FUNCTION owned_counts_{function}")
     op.execute("DROP TABLE owned_counts")
