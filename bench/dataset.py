@@ -149,9 +149,15 @@ async def delete_created(dsn: str) -> int:
         await conn.close()
 
 
-# Change tracking (migrations 0009/0011) per tracked table: triggers, the stamp's default, its index.
+# Change tracking (migrations 0009/0011/0016) per tracked table: triggers, the stamp's default, its index.
 _TRACKED = ("tasks", "lists")
-_TRACKING_TRIGGERS = ("sync_stamp", "sync_after_insert", "sync_after_update", "sync_after_delete")
+_TRACKING_TRIGGERS = (
+    "sync_stamp",
+    "sync_after_insert",
+    "sync_after_update",
+    "sync_moved",
+    "sync_after_delete",
+)
 
 
 async def set_change_tracking(dsn: str, *, on: bool) -> None:

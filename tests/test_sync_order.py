@@ -147,3 +147,89 @@ def test_the_changes_of_one_big_transaction_come_in_pages_each_once(
     assert len(gone) == len(set(gone)) <= 300
     assert set(gone) <= deleted
     assert pages == 3
+
+
+_INSERT = (
+    "INSERT INTO tasks (id, user_id, title, created_at, updated_at) "
+    "VALUES (gen_random_uuid(), $1, $2, now(), now())"
+)
+
+
+class _RolledBack(Exception):
+    pass
+
+
+def test_a_change_after_a_rolled_back_savepoint_still_comes(
+    client: httpx.Client, user: str, database_url: str
+) -> None:
+    """The savepoint took back the number its statement drew: the next statement draws one again."""
+    cursor = client.get("/sync").json()["cursor"]
+
+    async def write() -> None:
+        insert = _INSERT
+        async with connect(database_url) as connection, connection.transaction():
+            try:
+                async with connection.transaction():
+                    await connection.execute(insert, user, "taken back")
+                    raise _RolledBack
+            except _RolledBack:
+                pass
+            await connection.execute(insert, user, "kept")
+
+    asyncio.run(write())
+    assert [t["title"] for t in client.get("/sync", params={"cursor": cursor}).json()["tasks"]] == ["kept"]
+
+
+def test_a_transaction_that_writes_for_two_users_brings_each_all_of_theirs(
+    client: httpx.Client, api_url: str, tokens: Tokens, user: str, database_url: str
+) -> None:
+    other = user + "-other"
+    with httpx.Client(base_url=f"{api_url}/api/{other}", headers=tokens.headers(other)) as theirs:
+        mine_before, theirs_before = (
+            client.get("/sync").json()["cursor"],
+            theirs.get("/sync").json()["cursor"],
+        )
+
+        async def write() -> None:
+            insert = _INSERT
+            async with connect(database_url) as connection, connection.transaction():
+                for owner, title in ((user, "a1"), (other, "b1"), (user, "a2"), (other, "b2")):
+                    await connection.execute(insert, owner, title)
+                await connection.execute(
+                    "UPDATE tasks SET title = 'a1!' WHERE user_id = $1 AND title = 'a1'", user
+                )
+
+        asyncio.run(write())
+        mine = client.get("/sync", params={"cursor": mine_before}).json()["tasks"]
+        assert sorted(t["title"] for t in mine) == ["a1!", "a2"]
+        assert sorted(
+            t["title"] for t in theirs.get("/sync", params={"cursor": theirs_before}).json()["tasks"]
+        ) == [
+            "b1",
+            "b2",
+        ]
+
+
+def test_a_row_given_to_another_user_is_a_deletion_for_its_previous_owner(
+    client: httpx.Client, api_url: str, tokens: Tokens, user: str, database_url: str
+) -> None:
+    """SQL run by hand may move a row to another owner: the API never does, sync still tells both."""
+    given = client.post("/tasks", json={"title": "given"}).json()
+    other = user + "-other"
+    with httpx.Client(base_url=f"{api_url}/api/{other}", headers=tokens.headers(other)) as theirs:
+        mine_before, theirs_before = (
+            client.get("/sync").json()["cursor"],
+            theirs.get("/sync").json()["cursor"],
+        )
+
+        async def give() -> None:
+            async with connect(database_url) as connection:
+                await connection.execute("UPDATE tasks SET user_id = $1 WHERE id = $2", other, given["id"])
+
+        asyncio.run(give())
+        mine = client.get("/sync", params={"cursor": mine_before}).json()
+        assert mine["tasks"] == []
+        assert mine["deleted_tasks"] == [{"id": given["id"], "version": given["version"]}]
+        received = theirs.get("/sync", params={"cursor": theirs_before}).json()
+        assert [t["id"] for t in received["tasks"]] == [given["id"]]
+        assert received["deleted_tasks"] == []
