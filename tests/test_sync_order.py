@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.support import ApiServer, Tokens
 
@@ -159,25 +160,45 @@ class _RolledBack(Exception):
     pass
 
 
+@pytest.mark.parametrize("after_another_user", [False, True], ids=["alone", "after-another-users-write"])
 def test_a_change_after_a_rolled_back_savepoint_still_comes(
-    client: httpx.Client, user: str, database_url: str
+    client: httpx.Client, user: str, database_url: str, after_another_user: bool
 ) -> None:
-    """The savepoint took back the number its statement drew: the next statement draws one again."""
+    """The savepoint took back the number its statement drew: the next statement draws one again (also
+    when the transaction drew one for another user before the savepoint)."""
     cursor = client.get("/sync").json()["cursor"]
 
     async def write() -> None:
-        insert = _INSERT
         async with connect(database_url) as connection, connection.transaction():
+            if after_another_user:
+                await connection.execute(_INSERT, user + "-other", "theirs")
             try:
                 async with connection.transaction():
-                    await connection.execute(insert, user, "taken back")
+                    await connection.execute(_INSERT, user, "taken back")
                     raise _RolledBack
             except _RolledBack:
                 pass
-            await connection.execute(insert, user, "kept")
+            await connection.execute(_INSERT, user, "kept")
 
     asyncio.run(write())
     assert [t["title"] for t in client.get("/sync", params={"cursor": cursor}).json()["tasks"]] == ["kept"]
+
+
+def test_a_number_left_on_the_connection_by_hand_is_not_taken(
+    client: httpx.Client, user: str, database_url: str
+) -> None:
+    """A session-wide value of the setting that remembers a transaction's number names no transaction
+    of the API's: every write still gets a number of its own."""
+    cursor = client.get("/sync").json()["cursor"]
+
+    async def write() -> None:
+        async with connect(database_url) as connection:
+            await connection.execute(f"SET tasks.sync_mark = '1:1:{user}'")
+            await connection.execute(_INSERT, user, "after a stray SET")
+
+    asyncio.run(write())
+    body = client.get("/sync", params={"cursor": cursor}).json()
+    assert [t["title"] for t in body["tasks"]] == ["after a stray SET"]
 
 
 def test_a_transaction_that_writes_for_two_users_brings_each_all_of_theirs(
@@ -233,3 +254,20 @@ def test_a_row_given_to_another_user_is_a_deletion_for_its_previous_owner(
         received = theirs.get("/sync", params={"cursor": theirs_before}).json()
         assert [t["id"] for t in received["tasks"]] == [given["id"]]
         assert received["deleted_tasks"] == []
+
+
+def test_a_row_given_away_and_back_in_one_transaction_is_no_deletion(
+    client: httpx.Client, user: str, database_url: str
+) -> None:
+    kept = client.post("/tasks", json={"title": "kept"}).json()
+    cursor = client.get("/sync").json()["cursor"]
+
+    async def away_and_back() -> None:
+        async with connect(database_url) as connection, connection.transaction():
+            for owner in (user + "-other", user):
+                await connection.execute("UPDATE tasks SET user_id = $1 WHERE id = $2", owner, kept["id"])
+
+    asyncio.run(away_and_back())
+    body = client.get("/sync", params={"cursor": cursor}).json()
+    assert [t["id"] for t in body["tasks"]] == [kept["id"]]
+    assert body["deleted_tasks"] == []

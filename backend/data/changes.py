@@ -1,10 +1,11 @@
 """Change tracking for owned tables: what changed for a user since a cursor, deletions included.
 
-Generic over the tables (it knows no resource). The database side is migration 0009: each row carries
-the id of the transaction that last wrote it (``change_xid``), ``sync_txns`` gives that transaction
-its number in the owner's change counter (drawn under the owner's lock held to commit, so numbers
-follow commit order per user: a reader that saw number n can never be overtaken by a later commit
-below n), and ``deleted_<table>`` holds tombstones by number.
+Generic over the tables (it knows no resource). The database side is migration 0009 (with 0011's index
+and 0016's cheaper numbering): each row carries the id of the transaction that last wrote it
+(``change_xid``), ``sync_txns`` gives that transaction its number in the owner's change counter (drawn
+under the owner's lock held to commit, so numbers follow commit order per user: a reader that saw
+number n can never be overtaken by a later commit below n), and ``deleted_<table>`` holds tombstones
+by number.
 
 A cursor is opaque to clients: base64url of a short text naming where the reader stands.
 

@@ -1,25 +1,29 @@
-"""Change tracking numbers a transaction in one statement, and an update's trigger reads one transition table.
+"""Change tracking numbers a transaction in one statement; an update no longer joins old and new rows.
 
 Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-07
 
-What 0009's tracking cost every write, measured with ``track_functions`` (``bench/db_writes.py``):
-``sync_mark`` ~95 us of its own time, the statement trigger that calls it ~35 us on an update.
+What 0009's tracking cost every write, measured with ``track_functions`` (``bench/db_writes.py``,
+``bench/results/2026-12-07_sync_mark_once.md``): ``sync_mark`` 50-66 us of its own time, the
+statement trigger that calls it 14-17 us on an update.
 
 - ``sync_mark`` asked ``sync_txns`` on every call whether this transaction had its number already, and
-  drew one with two statements (bump ``sync_clock``, record ``sync_txns``). Now the number it drew is
-  kept in a setting local to the transaction (``tasks.sync_mark``, ``seq:owner``), so a later statement
-  of the same transaction reads it without a query, and the first draws with one statement (the bump
-  as a CTE of the record). The setting follows the transaction exactly as the rows do: a commit or a
-  rollback ends it, a rolled-back savepoint restores it along with the rows it rolled back. When a
-  transaction writes for a second owner the setting names the other one, and ``sync_txns`` is asked
-  as before. Same numbers, same lock (taken before the number is drawn, held to commit), same purge.
+  drew one with two statements (bump ``sync_clock``, record ``sync_txns``). Now its last draw is kept in
+  a setting local to the transaction (``tasks.sync_mark``: ``xid:seq:owner``), so a later statement of
+  the same transaction for the same owner reads it without a query, and a draw is one statement (the
+  bump as a CTE of the record). The setting follows the transaction as the rows do: a commit or a
+  rollback ends it, a rolled-back savepoint restores it along with the rows it rolled back. It is
+  trusted only when it names this transaction, so a value set by hand (``SET``, a role's default, a
+  pooled connection's leftover) is ignored. When the last draw was for another owner, ``sync_txns`` is
+  asked as before. Same numbers, same lock (taken before a number is drawn, held to commit), same
+  purge; the unique index on ``sync_txns (xid, user_id)`` still refuses a second number.
 - The update trigger joined the old and new transition tables on every update, only to find rows whose
-  ``user_id`` changed, which the API never does. That case is now a row trigger that fires only for
-  such a row (``AFTER UPDATE OF user_id ... WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id)``, checked
-  without calling PL/pgSQL), and the statement trigger reads the new rows only. A moved row's tombstone
-  for its previous owner is written as before, in the same statement.
+  ``user_id`` changed, which the API never does. That case is now a row trigger, ``AFTER UPDATE OF
+  user_id ... WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id)``: PostgreSQL queues it only for an
+  UPDATE that names ``user_id`` and calls it only for a row whose owner changed. It writes the previous
+  owner's tombstone as before, and drops the new owner's tombstone of that row, if any: a row given
+  away and back in one transaction had both at one number, and a client deleted it.
 """
 
 # ruff: noqa: S608 - the SQL is assembled from this file's own constants (table names), no input.
@@ -41,11 +45,12 @@ _MARK = """
 CREATE OR REPLACE FUNCTION sync_mark(owner varchar) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     drawn text := current_setting('tasks.sync_mark', true);
+    mine text := pg_current_xact_id()::text || ':';
     s bigint;
     checked timestamptz;
 BEGIN
-    -- drawn: 'seq:owner' of this transaction's last draw; NULL or '' when it drew none.
-    IF drawn <> '' THEN
+    IF starts_with(drawn, mine) THEN
+        drawn := substr(drawn, length(mine) + 1);  -- 'seq:owner' of this transaction's last draw
         IF substr(drawn, strpos(drawn, ':') + 1) = owner THEN
             RETURN split_part(drawn, ':', 1)::bigint;
         END IF;
@@ -62,7 +67,7 @@ BEGIN
     )
     INSERT INTO sync_txns (user_id, seq, xid) SELECT owner, clock.seq, pg_current_xact_id() FROM clock
     RETURNING sync_txns.seq, (SELECT clock.purge_checked_at FROM clock) INTO s, checked;
-    PERFORM set_config('tasks.sync_mark', s || ':' || owner, true);
+    PERFORM set_config('tasks.sync_mark', mine || s || ':' || owner, true);
     IF checked < now() - interval '1 hour' THEN
         PERFORM sync_purge(owner);
     END IF;
@@ -87,10 +92,11 @@ END $$
 
 
 def _moved(table: str) -> str:
-    """AFTER UPDATE of a row whose owner changed: a deletion for its previous owner."""
+    """AFTER UPDATE of a row whose owner changed: a deletion for its previous owner, none for its new one."""
     return f"""
 CREATE FUNCTION {table}_sync_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    DELETE FROM deleted_{table} WHERE user_id = NEW.user_id AND id = NEW.id;
     INSERT INTO deleted_{table} (user_id, id, version, seq)
     VALUES (OLD.user_id, OLD.id, OLD.version, sync_mark(OLD.user_id))
     ON CONFLICT (user_id, id) DO UPDATE SET version = EXCLUDED.version, seq = EXCLUDED.seq;
