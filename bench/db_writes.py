@@ -1,6 +1,6 @@
 """What a write costs PostgreSQL, and what change tracking adds to it, without HTTP or the app.
 
-    .venv/bin/python bench/db_writes.py [--rounds 4] [--writes 2000]
+    .venv/bin/python bench/db_writes.py [--rounds 4] [--writes 2000] [--parts]
 
 Starts a throwaway PostgreSQL migrated with the real CLI and loads the benchmark's dataset (1,000 users
 x 50 tasks). Then one client sends the API's own prebuilt write statements (create, title update,
@@ -10,6 +10,9 @@ litestar-untracked`` switches them), alternating which goes first in each of ``-
 ``synchronous_commit`` is off for the client, so the disk's flush does not drown what the statements
 cost. One client on an otherwise idle database moves far less between runs than ``wrk`` against the
 whole stack on a shared box: this is where a few percent of database time can be seen.
+
+``--parts`` adds two configurations to each round, tracking's triggers without the stamp's index
+and the index without the triggers, to tell what each costs.
 
 A last turn with ``track_functions = all`` breaks each write down by trigger function (each function's
 own time per write). Results go to ``bench/results/<date>_<time>_db_writes.md``.
@@ -93,28 +96,42 @@ async def own_times(conn: asyncpg.Connection, sql: Sql, params: Params, writes: 
     return {name: ms * 1000 / writes for name, ms in seen.items()}
 
 
-async def measure(dsn: str, task_ids: list[tuple[str, str]], rounds: int, writes: int) -> dict[str, Any]:
+# Per configuration: (tracking's triggers on, the stamp's index kept). Without ``--parts``, the first
+# and the last only.
+PARTS = {
+    "tracked": (True, True),
+    "triggers, no index": (True, False),
+    "index, no triggers": (False, True),
+    "untracked": (False, False),
+}
+
+
+async def measure(
+    dsn: str, task_ids: list[tuple[str, str]], rounds: int, writes: int, parts: bool = False
+) -> dict[str, Any]:
     kinds = write_kinds(task_ids)
-    times: dict[tuple[str, bool], list[float]] = {(k, on): [] for k in kinds for on in (True, False)}
+    configs = list(PARTS) if parts else ["tracked", "untracked"]
+    times: dict[tuple[str, str], list[float]] = {(k, c): [] for k in kinds for c in configs}
     conn = await asyncpg.connect(dsn, server_settings={"synchronous_commit": "off"})
-    tracking, done = True, 0
+    current, done = "tracked", 0
     try:
         for r in range(rounds):
-            for on in (True, False) if r % 2 == 0 else (False, True):
-                if on != tracking:
-                    await set_change_tracking(dsn, on=on)
-                    tracking = on
+            for config in configs if r % 2 == 0 else reversed(configs):
+                if config != current:
+                    on, index = PARTS[config]
+                    await set_change_tracking(dsn, on=on, index=index)
+                    current = config
                 for kind, (sql, params) in kinds.items():
-                    times[kind, on].append(await timed_turn(conn, sql, params, writes, done))
+                    times[kind, config].append(await timed_turn(conn, sql, params, writes, done))
                     done += writes
-                log(f"round {r + 1}, tracking {'on' if on else 'off'}: done")
-        if not tracking:
+                log(f"round {r + 1}, {config}: done")
+        if current != "tracked":
             await set_change_tracking(dsn, on=True)
         own = {kind: await own_times(conn, sql, params, writes) for kind, (sql, params) in kinds.items()}
         version = await conn.fetchval("SHOW server_version")
     finally:
         await conn.close()
-    return {"times": times, "own": own, "version": version, "kinds": list(kinds)}
+    return {"times": times, "own": own, "version": version, "kinds": list(kinds), "configs": configs}
 
 
 def report(result: dict[str, Any], rounds: int, writes: int, load: str) -> str:
@@ -129,11 +146,23 @@ def report(result: dict[str, Any], rounds: int, writes: int, load: str) -> str:
         "|---|---|---|---|",
     ]
     for kind in result["kinds"]:
-        on, off = times[kind, True], times[kind, False]
+        on, off = times[kind, "tracked"], times[kind, "untracked"]
         spread = f"{statistics.median(on):,.0f} ({min(on):,.0f}–{max(on):,.0f})"
         off_spread = f"{statistics.median(off):,.0f} ({min(off):,.0f}–{max(off):,.0f})"
         ratio = statistics.median(a / b for a, b in zip(on, off, strict=True))
         lines.append(f"| {kind} | {spread} | {off_spread} | {ratio:.3f} |")
+    if len(result["configs"]) > 2:
+        lines += [
+            "",
+            "Each part on its own (median µs per write; the stamp's index without the triggers is never "
+            "changed by an update, so it costs an update nothing there):",
+            "",
+            "| write | " + " | ".join(result["configs"]) + " |",
+            "|---|" + "---|" * len(result["configs"]),
+        ]
+        for kind in result["kinds"]:
+            cells = (f"{statistics.median(times[kind, c]):,.0f}" for c in result["configs"])
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Own time per write of each function, tracked (µs; `track_functions` adds its own timing):",
@@ -154,6 +183,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--writes", type=int, default=2000)
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="also the triggers without the stamp's index, and the index without the triggers",
+    )
     args = parser.parse_args()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     with tempfile.TemporaryDirectory(prefix="tasks-db-writes-") as work:
@@ -167,7 +201,7 @@ def main() -> None:
             users, big = user_ids(random.Random(1))
             log("loading the dataset ...")
             data = asyncio.run(load_dataset(dsn, users, big))
-            result = asyncio.run(measure(dsn, data["task_ids"], args.rounds, args.writes))
+            result = asyncio.run(measure(dsn, data["task_ids"], args.rounds, args.writes, args.parts))
         finally:
             pg.cleanup()
     out = BENCH_DIR / "results" / f"{time.strftime('%Y-%m-%d_%H%M%S')}_db_writes.md"
