@@ -4,8 +4,9 @@ by a transaction is never overtaken by the reader's cursor."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import asyncpg
 import httpx
@@ -201,34 +202,40 @@ def test_a_number_left_on_the_connection_by_hand_is_not_taken(
     assert [t["title"] for t in body["tasks"]] == ["after a stray SET"]
 
 
+def _cursor(client: httpx.Client) -> str:
+    cursor: str = client.get("/sync").json()["cursor"]
+    return cursor
+
+
+def _since(client: httpx.Client, cursor: str) -> dict[str, Any]:
+    body: dict[str, Any] = client.get("/sync", params={"cursor": cursor}).json()
+    return body
+
+
+@contextmanager
+def _another_user(api_url: str, tokens: Tokens, user: str) -> Iterator[tuple[str, httpx.Client]]:
+    other = user + "-other"
+    with httpx.Client(base_url=f"{api_url}/api/{other}", headers=tokens.headers(other)) as theirs:
+        yield other, theirs
+
+
 def test_a_transaction_that_writes_for_two_users_brings_each_all_of_theirs(
     client: httpx.Client, api_url: str, tokens: Tokens, user: str, database_url: str
 ) -> None:
-    other = user + "-other"
-    with httpx.Client(base_url=f"{api_url}/api/{other}", headers=tokens.headers(other)) as theirs:
-        mine_before, theirs_before = (
-            client.get("/sync").json()["cursor"],
-            theirs.get("/sync").json()["cursor"],
-        )
+    with _another_user(api_url, tokens, user) as (other, theirs):
+        mine_before, theirs_before = _cursor(client), _cursor(theirs)
 
         async def write() -> None:
-            insert = _INSERT
             async with connect(database_url) as connection, connection.transaction():
                 for owner, title in ((user, "a1"), (other, "b1"), (user, "a2"), (other, "b2")):
-                    await connection.execute(insert, owner, title)
+                    await connection.execute(_INSERT, owner, title)
                 await connection.execute(
                     "UPDATE tasks SET title = 'a1!' WHERE user_id = $1 AND title = 'a1'", user
                 )
 
         asyncio.run(write())
-        mine = client.get("/sync", params={"cursor": mine_before}).json()["tasks"]
-        assert sorted(t["title"] for t in mine) == ["a1!", "a2"]
-        assert sorted(
-            t["title"] for t in theirs.get("/sync", params={"cursor": theirs_before}).json()["tasks"]
-        ) == [
-            "b1",
-            "b2",
-        ]
+        assert sorted(t["title"] for t in _since(client, mine_before)["tasks"]) == ["a1!", "a2"]
+        assert sorted(t["title"] for t in _since(theirs, theirs_before)["tasks"]) == ["b1", "b2"]
 
 
 def test_a_row_given_to_another_user_is_a_deletion_for_its_previous_owner(
@@ -236,22 +243,18 @@ def test_a_row_given_to_another_user_is_a_deletion_for_its_previous_owner(
 ) -> None:
     """SQL run by hand may move a row to another owner: the API never does, sync still tells both."""
     given = client.post("/tasks", json={"title": "given"}).json()
-    other = user + "-other"
-    with httpx.Client(base_url=f"{api_url}/api/{other}", headers=tokens.headers(other)) as theirs:
-        mine_before, theirs_before = (
-            client.get("/sync").json()["cursor"],
-            theirs.get("/sync").json()["cursor"],
-        )
+    with _another_user(api_url, tokens, user) as (other, theirs):
+        mine_before, theirs_before = _cursor(client), _cursor(theirs)
 
         async def give() -> None:
             async with connect(database_url) as connection:
                 await connection.execute("UPDATE tasks SET user_id = $1 WHERE id = $2", other, given["id"])
 
         asyncio.run(give())
-        mine = client.get("/sync", params={"cursor": mine_before}).json()
+        mine = _since(client, mine_before)
         assert mine["tasks"] == []
         assert mine["deleted_tasks"] == [{"id": given["id"], "version": given["version"]}]
-        received = theirs.get("/sync", params={"cursor": theirs_before}).json()
+        received = _since(theirs, theirs_before)
         assert [t["id"] for t in received["tasks"]] == [given["id"]]
         assert received["deleted_tasks"] == []
 
