@@ -145,6 +145,8 @@ backend instances
             while chunk := s.recv(65536):
                 data += chunk
         lines = data.decode().splitlines()
+        if not lines:
+            raise ConnectionError("HAProxy's stats socket closed without an answer")
         header = lines[0].lstrip("# ").split(",")
         rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
         return {

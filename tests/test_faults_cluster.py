@@ -47,6 +47,7 @@ from typing import Any
 import asyncpg
 import httpx
 import jwt
+import psutil
 
 from tests.cluster import ConnectionSampler, HAProxy, Postgres, kill_instance, tcp_postgres
 from tests.cluster_clients import Ack, BulkWriter, Figures, Follower, Writer
@@ -267,7 +268,10 @@ async def watch(c: Cluster, run: Run, stop: asyncio.Event) -> None:
     """Samples, four times a second, every worker's connections, pg_stat_activity and HAProxy's view."""
     admin: asyncpg.Connection | None = None
     while not stop.is_set():
-        run.sampler.sample()
+        # A worker may exit between listing it and reading its sockets (the faults kill and restart
+        # them): that sample is skipped, the watch goes on.
+        with contextlib.suppress(psutil.Error, OSError):
+            run.sampler.sample()
         with contextlib.suppress(OSError):
             run.states.append((time.monotonic(), c.balancer.states()))
         try:
@@ -349,7 +353,9 @@ async def scenario(c: Cluster) -> Run:
         stop_watch.set()
         for f in followers:
             f.kick()
-        await asyncio.gather(*streams, watcher, return_exceptions=True)
+        await asyncio.gather(*streams, return_exceptions=True)
+        # A watch that died early would leave HAProxy's view and the connection figures stale: say so.
+        await watcher
         for client in clients:
             await client.aclose()
     return run
