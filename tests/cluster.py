@@ -212,10 +212,13 @@ class ConnectionSampler:
 
     def processes(self) -> Iterator[tuple[str, psutil.Process]]:
         for name, server in self.instances.items():
-            if server.process is None or server.process.poll() is not None:
+            process = server.process  # once: a restart in another thread replaces it
+            if process is None or process.poll() is not None:
                 continue
-            with contextlib.suppress(psutil.Error):
-                root = psutil.Process(server.process.pid)
+            # A process may exit while it is read (the faults kill and restart them): psutil then raises
+            # its own error, or now and then a plain OSError from /proc.
+            with contextlib.suppress(psutil.Error, OSError):
+                root = psutil.Process(process.pid)
                 for p in [root, *root.children(recursive=True)]:
                     yield name, p
 
@@ -227,7 +230,7 @@ class ConnectionSampler:
                 conns = [
                     c for c in p.net_connections(kind="tcp") if c.raddr and c.status != psutil.CONN_TIME_WAIT
                 ]
-            except psutil.Error:
+            except (psutil.Error, OSError):
                 continue
             pool = sum(c.raddr.port == self.bouncer_port for c in conns)
             direct = [c for c in conns if c.raddr.port == self.postgres_port]

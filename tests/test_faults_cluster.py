@@ -47,7 +47,6 @@ from typing import Any
 import asyncpg
 import httpx
 import jwt
-import psutil
 
 from tests.cluster import ConnectionSampler, HAProxy, Postgres, kill_instance, tcp_postgres
 from tests.cluster_clients import Ack, BulkWriter, Figures, Follower, Writer
@@ -268,10 +267,7 @@ async def watch(c: Cluster, run: Run, stop: asyncio.Event) -> None:
     """Samples, four times a second, every worker's connections, pg_stat_activity and HAProxy's view."""
     admin: asyncpg.Connection | None = None
     while not stop.is_set():
-        # A worker may exit between listing it and reading its sockets (the faults kill and restart
-        # them): that sample is skipped, the watch goes on.
-        with contextlib.suppress(psutil.Error, OSError):
-            run.sampler.sample()
+        run.sampler.sample()
         with contextlib.suppress(OSError):
             run.states.append((time.monotonic(), c.balancer.states()))
         try:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
 from tests.support import ApiServer, Tokens
+from tests.test_sync import sync
 
 
 @asynccontextmanager
@@ -167,7 +167,7 @@ def test_a_change_after_a_rolled_back_savepoint_still_comes(
 ) -> None:
     """The savepoint took back the number its statement drew: the next statement draws one again (also
     when the transaction drew one for another user before the savepoint)."""
-    cursor = client.get("/sync").json()["cursor"]
+    cursor = sync(client)["cursor"]
 
     async def write() -> None:
         async with connect(database_url) as connection, connection.transaction():
@@ -182,7 +182,7 @@ def test_a_change_after_a_rolled_back_savepoint_still_comes(
             await connection.execute(_INSERT, user, "kept")
 
     asyncio.run(write())
-    assert [t["title"] for t in client.get("/sync", params={"cursor": cursor}).json()["tasks"]] == ["kept"]
+    assert [t["title"] for t in sync(client, cursor=cursor)["tasks"]] == ["kept"]
 
 
 def test_a_number_left_on_the_connection_by_hand_is_not_taken(
@@ -190,7 +190,7 @@ def test_a_number_left_on_the_connection_by_hand_is_not_taken(
 ) -> None:
     """A session-wide value of the setting that remembers a transaction's number names no transaction
     of the API's: every write still gets a number of its own."""
-    cursor = client.get("/sync").json()["cursor"]
+    cursor = sync(client)["cursor"]
 
     async def write() -> None:
         async with connect(database_url) as connection:
@@ -198,18 +198,8 @@ def test_a_number_left_on_the_connection_by_hand_is_not_taken(
             await connection.execute(_INSERT, user, "after a stray SET")
 
     asyncio.run(write())
-    body = client.get("/sync", params={"cursor": cursor}).json()
+    body = sync(client, cursor=cursor)
     assert [t["title"] for t in body["tasks"]] == ["after a stray SET"]
-
-
-def _cursor(client: httpx.Client) -> str:
-    cursor: str = client.get("/sync").json()["cursor"]
-    return cursor
-
-
-def _since(client: httpx.Client, cursor: str) -> dict[str, Any]:
-    body: dict[str, Any] = client.get("/sync", params={"cursor": cursor}).json()
-    return body
 
 
 @contextmanager
@@ -223,7 +213,7 @@ def test_a_transaction_that_writes_for_two_users_brings_each_all_of_theirs(
     client: httpx.Client, api_url: str, tokens: Tokens, user: str, database_url: str
 ) -> None:
     with _another_user(api_url, tokens, user) as (other, theirs):
-        mine_before, theirs_before = _cursor(client), _cursor(theirs)
+        mine_before, theirs_before = sync(client)["cursor"], sync(theirs)["cursor"]
 
         async def write() -> None:
             async with connect(database_url) as connection, connection.transaction():
@@ -234,8 +224,8 @@ def test_a_transaction_that_writes_for_two_users_brings_each_all_of_theirs(
                 )
 
         asyncio.run(write())
-        assert sorted(t["title"] for t in _since(client, mine_before)["tasks"]) == ["a1!", "a2"]
-        assert sorted(t["title"] for t in _since(theirs, theirs_before)["tasks"]) == ["b1", "b2"]
+        assert sorted(t["title"] for t in sync(client, cursor=mine_before)["tasks"]) == ["a1!", "a2"]
+        assert sorted(t["title"] for t in sync(theirs, cursor=theirs_before)["tasks"]) == ["b1", "b2"]
 
 
 def test_a_row_given_to_another_user_is_a_deletion_for_its_previous_owner(
@@ -244,17 +234,17 @@ def test_a_row_given_to_another_user_is_a_deletion_for_its_previous_owner(
     """SQL run by hand may move a row to another owner: the API never does, sync still tells both."""
     given = client.post("/tasks", json={"title": "given"}).json()
     with _another_user(api_url, tokens, user) as (other, theirs):
-        mine_before, theirs_before = _cursor(client), _cursor(theirs)
+        mine_before, theirs_before = sync(client)["cursor"], sync(theirs)["cursor"]
 
         async def give() -> None:
             async with connect(database_url) as connection:
                 await connection.execute("UPDATE tasks SET user_id = $1 WHERE id = $2", other, given["id"])
 
         asyncio.run(give())
-        mine = _since(client, mine_before)
+        mine = sync(client, cursor=mine_before)
         assert mine["tasks"] == []
         assert mine["deleted_tasks"] == [{"id": given["id"], "version": given["version"]}]
-        received = _since(theirs, theirs_before)
+        received = sync(theirs, cursor=theirs_before)
         assert [t["id"] for t in received["tasks"]] == [given["id"]]
         assert received["deleted_tasks"] == []
 
@@ -263,7 +253,7 @@ def test_a_row_given_away_and_back_in_one_transaction_is_no_deletion(
     client: httpx.Client, user: str, database_url: str
 ) -> None:
     kept = client.post("/tasks", json={"title": "kept"}).json()
-    cursor = client.get("/sync").json()["cursor"]
+    cursor = sync(client)["cursor"]
 
     async def away_and_back() -> None:
         async with connect(database_url) as connection, connection.transaction():
@@ -271,6 +261,6 @@ def test_a_row_given_away_and_back_in_one_transaction_is_no_deletion(
                 await connection.execute("UPDATE tasks SET user_id = $1 WHERE id = $2", owner, kept["id"])
 
     asyncio.run(away_and_back())
-    body = client.get("/sync", params={"cursor": cursor}).json()
+    body = sync(client, cursor=cursor)
     assert [t["id"] for t in body["tasks"]] == [kept["id"]]
     assert body["deleted_tasks"] == []
