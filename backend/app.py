@@ -15,7 +15,7 @@ from backend.db import database_config
 from backend.errors import exception_handlers
 from backend.events import EventController, LiveUpdates
 from backend.health import health, ready
-from backend.http.admission import admission
+from backend.http.admission import Admission, RefuseLate
 from backend.http.cors import cors_config, problem_preflights
 from backend.http.head import head_as_get
 from backend.http.idempotency import exception_handlers as idempotency_handlers
@@ -71,10 +71,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     limiter = rate_limiter(settings)
     db = database_config(settings)
     live = LiveUpdates(settings)
+    door = Admission.from_settings(settings)
     api = Router(
         path="/",
         guards=[owner_guard(verifier, limiter), strict_query],
-        middleware=admission(settings),
+        middleware=[RefuseLate(door.timeout)] if door else [],
         dependencies={
             "tasks": Provide(provide_tasks(settings.tasks_max_per_user)),
             "lists": Provide(provide_lists(settings.lists_max_per_user)),
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return WrappedLitestar(
         # Around everything Litestar does (routing 404s, CORS, exception handling included), so every
         # response gets a request id, the security headers and an access-log line.
-        around=_outer_layers,
+        around=lambda app: _outer_layers(app, door),
         route_handlers=[api, health, ready],
         plugins=[SQLAlchemyPlugin(config=db), TasksCLIPlugin(settings)],
         exception_handlers={**exception_handlers, **idempotency_handlers},
@@ -101,5 +102,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
 
-def _outer_layers(app: ASGIApp) -> ASGIApp:
-    return request_context(problem_preflights(head_as_get(app)))
+def _outer_layers(app: ASGIApp, door: Admission | None) -> ASGIApp:
+    inner = problem_preflights(head_as_get(app))
+    return request_context(door.door(inner) if door else inner)

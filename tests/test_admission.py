@@ -1,10 +1,13 @@
 """A worker lets in as many API requests at once as its pool has connections: the others wait at the door
-(first come, first served, up to the pool timeout), and open event streams never take a place."""
+(first come, first served, up to the pool timeout); an event stream gives its place back once it has
+started, is never refused, and health checks never wait."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import asyncpg
@@ -40,34 +43,66 @@ def test_open_event_streams_leave_the_places_to_requests(
         asyncio.run(scenario(server.url))
 
 
+@contextlib.asynccontextmanager
+async def one_place_taken(
+    c: httpx.AsyncClient, tokens: Tokens, user: str, database_url: str
+) -> AsyncIterator[asyncio.Future[httpx.Response]]:
+    """The one place taken by a create that waits for its owner's lock, held here until the block ends;
+    yields that create, which then completes."""
+    holder = await asyncpg.connect(driver_dsn(database_url))
+    # Outside the holder's transaction, which would see one snapshot of pg_stat_activity.
+    watcher = await asyncpg.connect(driver_dsn(database_url))
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT owner_locked($1)", user)
+            inside = asyncio.ensure_future(
+                c.post(f"/api/{user}/tasks", json={"title": "inside"}, headers=tokens.headers(user))
+            )
+            while not await watcher.fetchval(_WAITING):
+                assert not inside.done(), (await inside).text
+                await asyncio.sleep(0.02)
+            yield inside
+    finally:
+        await holder.close()
+        await watcher.close()
+
+
 def test_requests_past_the_places_wait_their_turn_then_get_503_after_the_timeout(
     api_env: dict[str, str], tokens: Tokens, user: str, database_url: str
 ) -> None:
     other = f"{user}-other"
 
     async def scenario(url: str) -> None:
-        holder = await asyncpg.connect(driver_dsn(database_url))
-        # Outside the holder's transaction, which would see one snapshot of pg_stat_activity.
-        watcher = await asyncpg.connect(driver_dsn(database_url))
         async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-            # The one place is taken by a create that waits for its owner's lock, held here.
-            async with holder.transaction():
-                await holder.execute("SELECT owner_locked($1)", user)
-                inside = asyncio.ensure_future(
-                    c.post(f"/api/{user}/tasks", json={"title": "inside"}, headers=tokens.headers(user))
-                )
-                while not await watcher.fetchval(_WAITING):
-                    assert not inside.done(), (await inside).text
-                    await asyncio.sleep(0.02)
+            async with one_place_taken(c, tokens, user, database_url) as inside:
                 refused = await c.get(f"/api/{other}/tasks", headers=tokens.headers(other))
                 assert refused.status_code == 503, refused.text
                 assert refused.headers["retry-after"] == "5"
                 assert refused.headers["content-type"] == "application/problem+json"
-            await holder.close()
-            await watcher.close()
             assert (await inside).status_code == 201
             # The place is free again.
             assert (await c.get(f"/api/{other}/tasks", headers=tokens.headers(other))).status_code == 200
+
+    with api_server({**api_env, **ONE_PLACE}) as server:
+        asyncio.run(scenario(server.url))
+
+
+def test_a_stream_past_the_timeout_still_opens_and_health_checks_never_wait(
+    api_env: dict[str, str], tokens: Tokens, user: str, database_url: str
+) -> None:
+    other = f"{user}-other"
+
+    async def scenario(url: str) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            async with one_place_taken(c, tokens, user, database_url) as inside:
+                started = time.monotonic()
+                assert (await c.get("/health")).status_code == 200
+                # Not after the door's timeout: health checks are not API requests.
+                assert time.monotonic() - started < 2
+                # A 503 would make EventSource give up for good: the stream waits its turn, then opens.
+                async with open_stream(c, other, tokens.headers(other)):
+                    pass
+            assert (await inside).status_code == 201
 
     with api_server({**api_env, **ONE_PLACE}) as server:
         asyncio.run(scenario(server.url))

@@ -75,7 +75,8 @@ class EventController(Controller):
         "`tasks.changed`, `resync`, `token-expired` events and `: ping` comments.",
         responses=_responses(),
         # Read by the owner guard: EventSource cannot send an Authorization header.
-        # A stream waits for events, not for a pool connection: it does not queue at the door.
+        # A stream waits for events, not for a pool connection: it is never refused at the door (a 503
+        # would make EventSource give up for good), and it gives its place back once it has started.
         opt={"token_in_query": True, LONG_LIVED: True},
         cache=False,
     )
