@@ -117,28 +117,14 @@ def snapshot_page(table: str, columns: tuple[str, ...]) -> Sql:
     )
 
 
-def rows_by_id(table: str, columns: tuple[str, ...]) -> Sql:
-    """The caller's rows of ``table`` among ``ids``, each looked up by its id.
-
-    With ``id = ANY(:ids)``, or this LATERAL without its LIMIT, the generic plan PostgreSQL keeps for a
-    prepared statement walked the caller's whole ``user_id`` range instead (4-5 ms for 10 ids of a
-    10,000-task user). ``id`` is unique, so ``LIMIT 1`` changes no answer; it keeps the subquery a
-    lookup per id."""
-    cols = ", ".join(f"t.{c}" for c in columns)
-    return Sql.of(
-        text(
-            f"SELECT {cols} FROM unnest(CAST(:ids AS uuid[])) AS k(id) CROSS JOIN LATERAL "  # noqa: S608
-            f"(SELECT * FROM {table} t WHERE t.id = k.id AND t.user_id = :owner LIMIT 1) t"
-        )
-    )
-
-
-def changes_page(tables: tuple[str, ...]) -> Sql:
+def changes_page(tables: tuple[tuple[str, tuple[str, ...]], ...]) -> Sql:
     """The caller's clock (as ``CLOCK``) and ``(kind, id, number, version)`` of every row and tombstone
-    of ``tables`` changed after the cursor, in ``(number, kind, id)`` order: a row through the number of
-    the transaction that last wrote it, a tombstone through its own. ``version`` is the tombstone's
-    (null for a row). One statement, so one snapshot and one round trip: the first two columns are
-    the clock on every row, and a single row with the last four null means no change.
+    of ``tables`` (name, read columns) changed after the cursor, in ``(number, kind, id)`` order: a row
+    through the number of the transaction that last wrote it, a tombstone through its own. ``version``
+    is the tombstone's (null for a row). Then, per table, its read columns of a changed row as it is now
+    (all null for a tombstone, another table's change, or a row deleted since). One statement, so one
+    snapshot and one round trip: the first two columns are the clock on every row, and a single row
+    with the next four null means no change.
 
     Each branch starts where the cursor stands, on its index: the cursor's own transaction is read
     again only for a kind the cursor has not finished, and only from the id after the cursor's (a
@@ -146,8 +132,8 @@ def changes_page(tables: tuple[str, ...]) -> Sql:
     """
     seq, kind, after = "CAST(:seq AS bigint)", "CAST(:kind AS integer)", "CAST(:after AS uuid)"
     nil, top = f"'{_NIL}'::uuid", f"'{_MAX_ID}'::uuid"
-    parts = []
-    for i, table in enumerate(tables):
+    parts, current = [], []
+    for i, (table, columns) in enumerate(tables):
         rows, gone = 2 * i, 2 * i + 1
         # The caller's transactions from the cursor's on, then each one's rows on the
         # (user_id, change_xid, id) index. The LIMIT also keeps PostgreSQL from flattening the LATERAL
@@ -166,12 +152,21 @@ def changes_page(tables: tuple[str, ...]) -> Sql:
             f"(SELECT {gone}, d.id, d.seq, d.version FROM deleted_{table} d "  # noqa: S608
             f"WHERE d.user_id = :owner AND (d.seq, d.id) > ({seq}, {start}) ORDER BY d.seq, d.id LIMIT :n)"
         )
+        # The row itself, looked up by its id. ``id`` is unique, so ``LIMIT 1`` changes no answer: it
+        # keeps the lookup a lookup. Without it, PostgreSQL's generic plan for the prepared statement
+        # walked the caller's whole ``user_id`` range (4-5 ms for 10 changes of a 10,000-task user).
+        cols = ", ".join(f"t.{c}" for c in columns)
+        current.append(
+            f"LEFT JOIN LATERAL (SELECT {cols} FROM {table} t "  # noqa: S608
+            f"WHERE x.kind = {rows} AND t.id = x.id AND t.user_id = :owner LIMIT 1) r{i} ON true"
+        )
     union = " UNION ALL ".join(parts)
+    found = ", ".join(f"r{i}.*" for i in range(len(tables)))
     return Sql.of(
         text(
-            f"SELECT c.*, x.* FROM ({_CLOCK}) c LEFT JOIN LATERAL ("  # noqa: S608
+            f"SELECT c.*, x.*, {found} FROM ({_CLOCK}) c LEFT JOIN LATERAL ("  # noqa: S608
             f"SELECT x.kind, x.id, x.seq, x.version FROM ({union}) x "
             f"WHERE (x.seq, x.kind, x.id) > ({seq}, {kind}, {after}) ORDER BY x.seq, x.kind, x.id LIMIT :n"
-            ") x ON true ORDER BY x.seq, x.kind, x.id"
+            f") x ON true {' '.join(current)} ORDER BY x.seq, x.kind, x.id"
         )
     )

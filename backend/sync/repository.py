@@ -22,14 +22,22 @@ class Tracked:
     def __init__(self, table: str, read_type: type[Struct]) -> None:
         self.table = table
         self.read_type = read_type
-        columns = read_type.__struct_fields__
-        self.page = changes.snapshot_page(table, columns)
-        self.by_id = changes.rows_by_id(table, columns)
+        self.columns: tuple[str, ...] = read_type.__struct_fields__
+        self.page = changes.snapshot_page(table, self.columns)
 
 
 # In this order in a full sync and within one change number: lists before the tasks that name them.
 TRACKED = (Tracked("lists", ListRead), Tracked("tasks", TaskRead))
-CHANGES_SQL = changes.changes_page(tuple(t.table for t in TRACKED))
+CHANGES_SQL = changes.changes_page(tuple((t.table, t.columns) for t in TRACKED))
+# Where each table's columns are in a row of CHANGES_SQL: after the clock (2) and the change (4).
+ROW_SLICES = tuple(
+    slice(start := 6 + sum(len(t.columns) for t in TRACKED[:i]), start + len(TRACKED[i].columns))
+    for i in range(len(TRACKED))
+)
+
+# ``(kind, id, number, version, row)``: ``row`` is the changed row as it is now, or None for a tombstone
+# (``version`` is then the one it had) and for a row deleted since.
+Change = tuple[int, UUID, int, int | None, Struct | None]
 
 
 class SyncRepository(DriverRepository[Task]):
@@ -53,18 +61,17 @@ class SyncRepository(DriverRepository[Task]):
 
     async def changed(
         self, user_id: str, since: changes.Since, n: int
-    ) -> tuple[tuple[int, int], list[tuple[int, UUID, int, int | None]]]:
-        """The caller's clock (as ``clock``), and ``(kind, id, number, version)`` of up to ``n`` changes
-        after ``since``: one statement."""
+    ) -> tuple[tuple[int, int], list[Change]]:
+        """The caller's clock (as ``clock``), and up to ``n`` changes after ``since``: one statement."""
         params = {"owner": user_id, "seq": since.seq, "kind": since.kind, "after": since.after, "n": n}
         rows = await self.fetch_rows(CHANGES_SQL, params)
         clock = (int(rows[0][0]), int(rows[0][1]))  # the LEFT JOIN always answers a row
-        return clock, [(r[2], r[3], r[4], r[5]) for r in rows if r[2] is not None]
+        return clock, [_change(r) for r in rows if r[2] is not None]
 
-    async def rows(self, user_id: str, table: int, ids: list[UUID]) -> list[Any]:
-        """The caller's rows of TRACKED[table] among ``ids`` (those still there), as read Structs."""
-        if not ids:
-            return []
-        tracked = TRACKED[table]
-        found = await self.fetch_rows(tracked.by_id, {"owner": user_id, "ids": ids})
-        return [tracked.read_type(*row) for row in found]
+
+def _change(row: asyncpg.Record) -> Change:
+    kind = row[2]
+    table = TRACKED[kind // 2]
+    columns = row[ROW_SLICES[kind // 2]]
+    found = None if kind % 2 or columns[0] is None else table.read_type(*columns)
+    return kind, row[3], row[4], row[5], found

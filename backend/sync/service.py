@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 from uuid import UUID
 
@@ -11,7 +10,7 @@ from litestar.exceptions import HTTPException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.data.changes import KEEP_DAYS, BadCursor, Since, Snapshot, decode, encode
-from backend.sync.repository import TRACKED, SyncRepository
+from backend.sync.repository import TRACKED, Change, SyncRepository
 from backend.sync.schemas import Deleted, SyncPage
 
 
@@ -42,7 +41,7 @@ class SyncService:
             # The clock comes with the changes (one statement); a cursor it refuses sends none of them.
             clock, changed = await self.repository.changed(user_id, at, limit + 1)
             _check(at.seq, *clock)
-            return await self._since(user_id, at, changed, limit)
+            return self._since(at, changed, limit)
         seq, purged = await self.repository.clock(user_id)
         at = Snapshot(seq) if at is None else at
         _check(at.base, seq, purged)
@@ -66,20 +65,18 @@ class SyncService:
         # Everything committed after ``base`` comes next, also what changed while these pages were read.
         return _answer(found, [], Since(at.base), more=False)
 
-    async def _since(
-        self, user_id: str, at: Since, changed: list[tuple[int, UUID, int, int | None]], limit: int
-    ) -> SyncPage:
+    def _since(self, at: Since, changed: list[Change], limit: int) -> SyncPage:
         page = changed[:limit]
-        ids: dict[int, list[UUID]] = defaultdict(list)
+        found: list[list[Any]] = [[] for _ in TRACKED]
         deleted: list[list[Deleted]] = [[] for _ in TRACKED]
-        for kind, item_id, _, version in page:
+        for kind, item_id, _, version, row in page:
             if kind % 2:
                 assert version is not None  # a tombstone always has the version it had
                 deleted[kind // 2].append(Deleted(item_id, version))
-            else:
-                ids[kind // 2].append(item_id)
-        # Rows read now: one changed again since is sent as it is now (and once more later).
-        found = [await self.repository.rows(user_id, table, ids[table]) for table in range(len(TRACKED))]
+            elif row is not None:  # None: deleted since; its tombstone comes later
+                # Read in the same statement: one changed again since is sent as it is now (and again
+                # later, under its new number).
+                found[kind // 2].append(row)
         cursor = Since(page[-1][2], page[-1][0], page[-1][1]) if page else at
         return _answer(found, deleted, cursor, more=len(changed) > limit)
 
