@@ -1,6 +1,6 @@
 """A worker lets in as many API requests at once as its pool has connections: the others wait at the door
 (first come, first served, up to the pool timeout); an event stream gives its place back once it has
-started, is never refused, and health checks never wait."""
+started, is never refused, and health checks and CORS preflights never wait."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ _WAITING = (
     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
 )
 # One connection, one place: a request inside holds the door for everyone else.
+ORIGIN = "http://localhost:3000"
 ONE_PLACE = {"DATABASE_POOL_SIZE": "1", "DATABASE_MAX_OVERFLOW": "0", "DATABASE_POOL_TIMEOUT": "2"}
 
 
@@ -87,7 +88,7 @@ def test_requests_past_the_places_wait_their_turn_then_get_503_after_the_timeout
         asyncio.run(scenario(server.url))
 
 
-def test_a_stream_past_the_timeout_still_opens_and_health_checks_never_wait(
+def test_a_stream_past_the_timeout_still_opens_and_health_checks_and_preflights_never_wait(
     api_env: dict[str, str], tokens: Tokens, user: str, database_url: str
 ) -> None:
     other = f"{user}-other"
@@ -97,14 +98,19 @@ def test_a_stream_past_the_timeout_still_opens_and_health_checks_never_wait(
             async with one_place_taken(c, tokens, user, database_url) as inside:
                 started = time.monotonic()
                 assert (await c.get("/health")).status_code == 200
-                # Not after the door's timeout: health checks are not API requests.
+                preflight = await c.options(
+                    f"/api/{other}/tasks",
+                    headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+                )
+                assert preflight.status_code == 204, preflight.text
+                # Not after the door's timeout: health checks and preflights never touch the database.
                 assert time.monotonic() - started < 2
                 # A 503 would make EventSource give up for good: the stream waits its turn, then opens.
                 async with open_stream(c, other, tokens.headers(other)):
                     pass
             assert (await inside).status_code == 201
 
-    with api_server({**api_env, **ONE_PLACE}) as server:
+    with api_server({**api_env, **ONE_PLACE, "CORS_ALLOW_ORIGINS": ORIGIN}) as server:
         asyncio.run(scenario(server.url))
 
 

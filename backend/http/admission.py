@@ -60,7 +60,7 @@ class Admission:
         """Wrap ``app``: every API request takes a place first, or its turn's time runs out."""
 
         async def door(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(API_PREFIX):
+            if not _waits(scope):
                 await app(scope, receive, send)
                 return
             if not await self._enter():
@@ -97,6 +97,15 @@ class Admission:
         except TimeoutError:
             return False
         return True
+
+
+def _waits(scope: Scope) -> bool:
+    # OPTIONS (CORS preflights included) is answered without the database: it never waits.
+    return (
+        scope["type"] == ScopeType.HTTP
+        and scope["method"] != "OPTIONS"
+        and scope["path"].startswith(API_PREFIX)
+    )
 
 
 class RefuseLate(ASGIMiddleware):
