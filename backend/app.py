@@ -15,7 +15,7 @@ from backend.db import database_config
 from backend.errors import exception_handlers
 from backend.events import EventController, LiveUpdates
 from backend.health import health, ready
-from backend.http.admission import Admission, RefuseLate
+from backend.http.admission import Admission
 from backend.http.cors import cors_config, problem_preflights
 from backend.http.head import head_as_get
 from backend.http.idempotency import exception_handlers as idempotency_handlers
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     api = Router(
         path="/",
         guards=[owner_guard(verifier, limiter), strict_query],
-        middleware=[RefuseLate(door.timeout)] if door else [],
+        middleware=[door.refusal] if door else [],
         dependencies={
             "tasks": Provide(provide_tasks(settings.tasks_max_per_user)),
             "lists": Provide(provide_lists(settings.lists_max_per_user)),

@@ -46,6 +46,8 @@ class Admission:
         self.capacity = capacity
         self.timeout = timeout
         self._places = asyncio.Semaphore(capacity)
+        # For the API's routes: where a request that came in without a place is refused.
+        self.refusal = RefuseLate(timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admission | None:

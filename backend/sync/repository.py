@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import accumulate, pairwise
 from typing import Any
 from uuid import UUID
 
@@ -31,8 +32,7 @@ TRACKED = (Tracked("lists", ListRead), Tracked("tasks", TaskRead))
 CHANGES_SQL = changes.changes_page(tuple((t.table, t.columns) for t in TRACKED))
 # Where each table's columns are in a row of CHANGES_SQL: after the clock (2) and the change (4).
 ROW_SLICES = tuple(
-    slice(start := 6 + sum(len(t.columns) for t in TRACKED[:i]), start + len(TRACKED[i].columns))
-    for i in range(len(TRACKED))
+    slice(start, end) for start, end in pairwise(accumulate((len(t.columns) for t in TRACKED), initial=6))
 )
 
 # ``(kind, id, number, version, row)``: ``row`` is the changed row as it is now, or None for a tombstone
