@@ -63,9 +63,9 @@ def test_concurrent_bulk_writes_on_a_large_list_do_not_deadlock(
     # Opposite complete-all requests on a few thousand tasks lock rows in different orders and deadlock
     # unless every write of a user takes that user's lock first and bulk writes lock rows by id (without
     # both, 2,000 tasks deadlocked in every try). Waiting is the point here, so the statement timeout
-    # (which a loaded test machine could reach) is out of the way. 5,000 tasks, not more: the 40 writes
-    # already leave ~50 MB of WAL and dead rows.
-    asyncio.run(_seed(database_url, user, 5_000))
+    # (which a loaded test machine could reach) is out of the way. 2,000 tasks, not more: each of the 40
+    # writes waits for the ones before it.
+    asyncio.run(_seed(database_url, user, 2_000))
     with api_server({**api_env, "DATABASE_STATEMENT_TIMEOUT": "120"}) as api:
         _opposite_bulk_writes(api, tokens, user)
 
@@ -137,3 +137,46 @@ def test_concurrent_creates_at_the_edge_of_the_quota_stop_exactly_at_it(
 
     with api_server({**api_env, "TASKS_MAX_PER_USER": "50"}) as server:
         assert asyncio.run(run(f"{server.url}/api/{user}")) == [201] * 5 + [409] * 45
+
+
+async def _bulk_writes_behind_a_held_lock(
+    api: ApiServer, tokens: Tokens, user: str, database_url: str
+) -> list[str]:
+    """Hold the user's lock, send a complete-all and a clear-completed: what each waits in."""
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    holder, watcher = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT owner_locked($1)", user)
+        async with httpx.AsyncClient(base_url=f"{api.url}/api/{user}", headers=tokens.headers(user)) as c:
+            writes = [
+                asyncio.create_task(c.post("/tasks/complete-all", json={"completed": True})),
+                asyncio.create_task(c.delete("/tasks", params={"completed": "true"})),
+            ]
+            waiting: list[asyncpg.Record] = []
+            async with asyncio.timeout(60):
+                while len(waiting) < len(writes):  # a poll of pg_locks: PostgreSQL signals no wait
+                    await asyncio.sleep(0.01)
+                    waiting = await watcher.fetch(
+                        "SELECT a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE l.locktype = 'advisory' AND NOT l.granted "
+                        "AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 13)",
+                        user,
+                    )
+            await transaction.commit()
+            assert [(await w).status_code for w in writes] == [200, 200]
+        return sorted(r["query"].split("(")[0] for r in waiting)
+    finally:
+        await holder.close()
+        await watcher.close()
+
+
+def test_a_bulk_write_takes_its_users_lock_before_its_statement_reads(
+    api: ApiServer, client: httpx.Client, tokens: Tokens, user: str, database_url: str
+) -> None:
+    """A bulk statement that waited for the lock itself would read with a snapshot from before the wait,
+    and PostgreSQL would re-check every row the write before it changed (quadratic on a big list)."""
+    create(client)
+    waits = asyncio.run(_bulk_writes_behind_a_held_lock(api, tokens, user, database_url))
+    assert waits == ["SELECT owner_locked", "SELECT owner_locked"]

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
+from backend.data.locking import LOCK_OWNER
 from backend.data.statements import OwnedTable
 from backend.idempotency import Once, StoredResponse, key_params, run_once
 from backend.sql import DriverRepository, ModelT
@@ -24,6 +25,10 @@ class OwnedRepository(DriverRepository[ModelT], Generic[ModelT, ReadT]):
 
     def _read(self, row: Any) -> ReadT | None:
         return None if row is None else self.read_type(*row)
+
+    async def lock_owner(self, user_id: str) -> None:
+        """Take the owner's lock now: before a bulk write, whose snapshot must come after the wait."""
+        await self.fetch_value(LOCK_OWNER, {"owner": user_id})
 
     async def fetch_owned(self, user_id: str, item_id: UUID) -> ReadT | None:
         return self._read(

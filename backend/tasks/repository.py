@@ -235,6 +235,7 @@ class TaskRepository(OwnedRepository[Task, TaskRead]):
     ) -> int:
         params = {"owner": user_id, "completed": completed, "now": now, **key_params(user_id, once, 200)}
         sql = _SET_COMPLETED_ALL_ONCE[_kind(in_list)]
+        await self.lock_owner(user_id)
         return int((await run_once(self, user_id, once, sql, {**params, "list_id": _id(in_list)}))[0])
 
     async def toggle_task(
@@ -292,10 +293,12 @@ class TaskRepository(OwnedRepository[Task, TaskRead]):
         self, user_id: str, completed: bool, now: datetime, in_list: UUID | str | None = None
     ) -> int:
         params = {"owner": user_id, "completed": completed, "now": now, "list_id": _id(in_list)}
+        await self.lock_owner(user_id)
         return await self.write(_SET_COMPLETED_ALL[_kind(in_list)], params)
 
     async def delete_completed(self, user_id: str, in_list: UUID | str | None = None) -> int:
         params = {"owner": user_id, "list_id": _id(in_list)}
+        await self.lock_owner(user_id)
         return await self.write(_DELETE_COMPLETED[_kind(in_list)], params)
 
 
