@@ -149,37 +149,19 @@ async def delete_created(dsn: str) -> int:
         await conn.close()
 
 
-# Change tracking (migrations 0009/0011/0016) per tracked table: triggers, the stamp's default, its index.
+# Change tracking (migrations 0009/0016/0017) per tracked table: its triggers.
 _TRACKED = ("tasks", "lists")
-_TRACKING_TRIGGERS = (
-    "sync_stamp",
-    "sync_after_insert",
-    "sync_after_update",
-    "sync_moved",
-    "sync_after_delete",
-)
+_TRACKING_TRIGGERS = ("sync_after_insert", "sync_after_update", "sync_moved", "sync_after_delete")
 
 
-async def set_change_tracking(dsn: str, *, on: bool, index: bool | None = None) -> None:
-    """Switch change tracking off (or back on): the `litestar-untracked` server's database. ``index``
-    (default: as ``on``) keeps or drops the stamp's index on its own, to tell the two costs apart."""
-    keep_index = on if index is None else index
+async def set_change_tracking(dsn: str, *, on: bool) -> None:
+    """Switch change tracking off (or back on): the `litestar-untracked` server's database."""
     conn = await asyncpg.connect(dsn)
     try:
         for table in _TRACKED:
             verb = "ENABLE" if on else "DISABLE"
             for trigger in _TRACKING_TRIGGERS:
                 await conn.execute(f"ALTER TABLE {table} {verb} TRIGGER {table}_{trigger}")
-            default = "SET DEFAULT pg_current_xact_id()" if on else "DROP DEFAULT"
-            await conn.execute(f"ALTER TABLE {table} ALTER COLUMN change_xid {default}")
-            if keep_index:
-                await conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS ix_{table}_user_id_change_xid ON {table} "
-                    "(user_id, change_xid, id) WHERE change_xid IS NOT NULL"
-                )
-            else:
-                await conn.execute(f"DROP INDEX IF EXISTS ix_{table}_user_id_change_xid")
-        await conn.execute("ANALYZE tasks")
     finally:
         await conn.close()
 

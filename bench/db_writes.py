@@ -1,18 +1,14 @@
 """What a write costs PostgreSQL, and what change tracking adds to it, without HTTP or the app.
 
-    .venv/bin/python bench/db_writes.py [--rounds 4] [--writes 2000] [--parts]
+    .venv/bin/python bench/db_writes.py [--rounds 4] [--writes 2000]
 
 Starts a throwaway PostgreSQL migrated with the real CLI and loads the benchmark's dataset (1,000 users
 x 50 tasks). Then one client sends the API's own prebuilt write statements (create, title update,
 toggle) one at a time, ``--writes`` of each per turn, and times each round trip: with change tracking
-on and off (its triggers, the stamp's default and its index, as ``bench/run --server
-litestar-untracked`` switches them), alternating which goes first in each of ``--rounds`` rounds.
+on and off (its triggers, as ``bench/run --server litestar-untracked`` switches them), alternating which goes first in each of ``--rounds`` rounds.
 ``synchronous_commit`` is off for the client, so the disk's flush does not drown what the statements
 cost. One client on an otherwise idle database moves far less between runs than ``wrk`` against the
 whole stack on a shared box: this is where a few percent of database time can be seen.
-
-``--parts`` adds two configurations to each round, tracking's triggers without the stamp's index
-and the index without the triggers, to tell what each costs.
 
 A last turn with ``track_functions = all`` breaks each write down by trigger function (each function's
 own time per write). Results go to ``bench/results/<date>_<time>_db_writes.md``.
@@ -67,15 +63,21 @@ def write_kinds(task_ids: list[tuple[str, str]]) -> dict[str, tuple[Sql, Params]
     }
 
 
-async def timed_turn(conn: asyncpg.Connection, sql: Sql, params: Params, writes: int, start: int) -> float:
-    """Mean round trip of ``writes`` runs of ``sql``, in microseconds."""
+_WAL = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
+
+
+async def timed_turn(
+    conn: asyncpg.Connection, sql: Sql, params: Params, writes: int, start: int
+) -> tuple[float, float]:
+    """Mean round trip of ``writes`` runs of ``sql`` in microseconds, and the WAL bytes each wrote."""
     spent = 0.0
+    wal = await conn.fetchval(_WAL)
     for i in range(start, start + writes):
         args = sql.args(params(i))
         began = time.perf_counter()
         await conn.execute(sql.text, *args)
         spent += time.perf_counter() - began
-    return spent / writes * 1e6
+    return spent / writes * 1e6, float(await conn.fetchval(_WAL) - wal) / writes
 
 
 async def own_times(conn: asyncpg.Connection, sql: Sql, params: Params, writes: int) -> dict[str, float]:
@@ -96,33 +98,25 @@ async def own_times(conn: asyncpg.Connection, sql: Sql, params: Params, writes: 
     return {name: ms * 1000 / writes for name, ms in seen.items()}
 
 
-# Per configuration: (tracking's triggers on, the stamp's index kept). Without ``--parts``, the first
-# and the last only.
-PARTS = {
-    "tracked": (True, True),
-    "triggers, no index": (True, False),
-    "index, no triggers": (False, True),
-    "untracked": (False, False),
-}
+CONFIGS = ("tracked", "untracked")
 
 
-async def measure(
-    dsn: str, task_ids: list[tuple[str, str]], rounds: int, writes: int, parts: bool = False
-) -> dict[str, Any]:
+async def measure(dsn: str, task_ids: list[tuple[str, str]], rounds: int, writes: int) -> dict[str, Any]:
     kinds = write_kinds(task_ids)
-    configs = list(PARTS) if parts else ["tracked", "untracked"]
-    times: dict[tuple[str, str], list[float]] = {(k, c): [] for k in kinds for c in configs}
+    times: dict[tuple[str, str], list[float]] = {(k, c): [] for k in kinds for c in CONFIGS}
+    wal: dict[tuple[str, str], list[float]] = {(k, c): [] for k in kinds for c in CONFIGS}
     conn = await asyncpg.connect(dsn, server_settings={"synchronous_commit": "off"})
     current, done = "tracked", 0
     try:
         for r in range(rounds):
-            for config in configs if r % 2 == 0 else reversed(configs):
+            for config in CONFIGS if r % 2 == 0 else reversed(CONFIGS):
                 if config != current:
-                    on, index = PARTS[config]
-                    await set_change_tracking(dsn, on=on, index=index)
+                    await set_change_tracking(dsn, on=config == "tracked")
                     current = config
                 for kind, (sql, params) in kinds.items():
-                    times[kind, config].append(await timed_turn(conn, sql, params, writes, done))
+                    took, wrote = await timed_turn(conn, sql, params, writes, done)
+                    times[kind, config].append(took)
+                    wal[kind, config].append(wrote)
                     done += writes
                 log(f"round {r + 1}, {config}: done")
         if current != "tracked":
@@ -131,7 +125,7 @@ async def measure(
         version = await conn.fetchval("SHOW server_version")
     finally:
         await conn.close()
-    return {"times": times, "own": own, "version": version, "kinds": list(kinds), "configs": configs}
+    return {"times": times, "wal": wal, "own": own, "version": version, "kinds": list(kinds)}
 
 
 def report(result: dict[str, Any], rounds: int, writes: int, load: str) -> str:
@@ -142,27 +136,18 @@ def report(result: dict[str, Any], rounds: int, writes: int, load: str) -> str:
         f"PostgreSQL {result['version']}; {rounds} rounds × {writes} writes of each kind per turn, one "
         f"client, `synchronous_commit = off`; load average at start: {load}.",
         "",
-        "| write | tracked µs (median, min–max) | untracked µs | tracked ÷ untracked |",
-        "|---|---|---|---|",
+        "| write | tracked µs (median, min–max) | untracked µs | tracked ÷ untracked | WAL bytes tracked "
+        "/ untracked |",
+        "|---|---|---|---|---|",
     ]
     for kind in result["kinds"]:
         on, off = times[kind, "tracked"], times[kind, "untracked"]
         spread = f"{statistics.median(on):,.0f} ({min(on):,.0f}–{max(on):,.0f})"
         off_spread = f"{statistics.median(off):,.0f} ({min(off):,.0f}–{max(off):,.0f})"
         ratio = statistics.median(a / b for a, b in zip(on, off, strict=True))
-        lines.append(f"| {kind} | {spread} | {off_spread} | {ratio:.3f} |")
-    if len(result["configs"]) > 2:
-        lines += [
-            "",
-            "Each part on its own (median µs per write; the stamp's index without the triggers is never "
-            "changed by an update, so it costs an update nothing there):",
-            "",
-            "| write | " + " | ".join(result["configs"]) + " |",
-            "|---|" + "---|" * len(result["configs"]),
-        ]
-        for kind in result["kinds"]:
-            cells = (f"{statistics.median(times[kind, c]):,.0f}" for c in result["configs"])
-            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+        wal = f"{statistics.median(result['wal'][kind, 'tracked']):,.0f} / "
+        wal += f"{statistics.median(result['wal'][kind, 'untracked']):,.0f}"
+        lines.append(f"| {kind} | {spread} | {off_spread} | {ratio:.3f} | {wal} |")
     lines += [
         "",
         "Own time per write of each function, tracked (µs; `track_functions` adds its own timing):",
@@ -183,11 +168,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--writes", type=int, default=2000)
-    parser.add_argument(
-        "--parts",
-        action="store_true",
-        help="also the triggers without the stamp's index, and the index without the triggers",
-    )
     args = parser.parse_args()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     with tempfile.TemporaryDirectory(prefix="tasks-db-writes-") as work:
@@ -201,7 +181,7 @@ def main() -> None:
             users, big = user_ids(random.Random(1))
             log("loading the dataset ...")
             data = asyncio.run(load_dataset(dsn, users, big))
-            result = asyncio.run(measure(dsn, data["task_ids"], args.rounds, args.writes, args.parts))
+            result = asyncio.run(measure(dsn, data["task_ids"], args.rounds, args.writes))
         finally:
             pg.cleanup()
     out = BENCH_DIR / "results" / f"{time.strftime('%Y-%m-%d_%H%M%S')}_db_writes.md"

@@ -91,3 +91,44 @@ def test_tasks_from_before_lists_get_positions_in_their_inbox_by_creation(admin_
         ("00000000-0000-7000-8000-000000000004", "bob", "a0", None, None),
     ]
     assert events == 0  # the backfill is no change anybody is told about
+
+
+_IDS = [f"00000000-0000-7000-8000-00000000001{i}" for i in range(3)]
+
+
+async def _fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def _seed_changes(url: str) -> None:
+    """Under 0016's tracking: three creates, one title change of the first, one delete."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for task_id in _IDS:
+            await conn.execute(
+                "INSERT INTO tasks (id, user_id, title, created_at, updated_at) "
+                "VALUES ($1::uuid, 'ann', $1::text, now(), now())",
+                task_id,
+            )
+        await conn.execute("UPDATE tasks SET title = 'changed' WHERE id = $1", _IDS[0])
+        await conn.execute("DELETE FROM tasks WHERE id = $1", _IDS[2])
+    finally:
+        await conn.close()
+
+
+def test_changes_recorded_before_the_changed_rows_tables_keep_their_numbers(admin_url: str) -> None:
+    """Cursors held by clients stay valid across the upgrade: every row keeps its last change's number."""
+    url = upgraded_across(admin_url, "0016", _seed_changes)
+    changed = "SELECT id::text, seq FROM changed_tasks WHERE user_id = 'ann' ORDER BY seq"
+    assert asyncio.run(_fetch(url, changed)) == [(_IDS[1], 2), (_IDS[0], 4)]
+    assert asyncio.run(_fetch(url, "SELECT id::text, seq FROM deleted_tasks")) == [(_IDS[2], 5)]
+    assert asyncio.run(_fetch(url, "SELECT seq FROM sync_checkpoints ORDER BY seq")) == [
+        (s,) for s in range(1, 6)
+    ]
+    # Back at 0016, no row has a stamp: every earlier cursor is too old, none is misread.
+    run_cli("database", "downgrade", "0016", "--no-prompt", env={"DATABASE_URL": url, "JWT_SECRET": SECRET})
+    assert asyncio.run(_fetch(url, "SELECT seq, purged_seq FROM sync_clock")) == [(5, 5)]

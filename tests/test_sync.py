@@ -181,29 +181,29 @@ def test_another_users_changes_never_show(
 
 
 def test_purged_history_makes_an_old_cursor_410(client: httpx.Client, user: str, database_url: str) -> None:
+    """What was deleted more than 30 days ago is forgotten at a write: a cursor from before it is 410."""
     gone = task(client, "gone")
     _, old = catch_up(client, None)
     assert client.delete(f"/tasks/{gone['id']}").status_code == 204
-    _, recent = catch_up(client, old)
 
-    async def age() -> None:
+    async def time_passes(sql: str) -> None:
         connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
-            await connection.execute(
-                "UPDATE sync_txns SET at = now() - interval '31 days' WHERE user_id = $1", user
-            )
+            await connection.execute(sql, user)
+            # The purge runs at most once an hour per user, at a write.
             await connection.execute(
                 "UPDATE sync_clock SET purge_checked_at = now() - interval '2 hours' WHERE user_id = $1", user
             )
         finally:
             await connection.close()
 
-    asyncio.run(age())
-    task(client, "a write purges what is older than 30 days")
+    asyncio.run(time_passes("SELECT $1"))
+    task(client, "a write an hour later")
+    _, recent = catch_up(client, old)
+    asyncio.run(time_passes("UPDATE sync_checkpoints SET at = at - interval '31 days' WHERE user_id = $1"))
+    task(client, "a write 31 days later")
     response = client.get("/sync", params={"cursor": old})
     assert response.status_code == 410
     assert "without a cursor" in response.json()["detail"]
-    # The cursor taken after the purged changes still works, and the fresh write comes.
-    assert [t["title"] for t in sync(client, cursor=recent)["tasks"]] == [
-        "a write purges what is older than 30 days"
-    ]
+    # The cursor taken after the purged deletion still works, and the fresh write comes.
+    assert [t["title"] for t in sync(client, cursor=recent)["tasks"]] == ["a write 31 days later"]

@@ -3,10 +3,10 @@ not the caller's table, whichever plan PostgreSQL picks.
 
 The changes statement is a prepared statement: PostgreSQL plans it for its parameters five times, then
 may keep a generic plan. Both are run here (``plan_cache_mode``) for a user whose 5,000 tasks came in
-one transaction (an import: ``change_xid`` then looks unselective to the planner) followed by 10
-changes; the buffers the statement touches are counted by ``EXPLAIN (ANALYZE, BUFFERS)``. Seen before
-the fix: 330 (a hash join over the user's tasks) and 11 walks of the user's index range (generic);
-without the ``LIMIT 1`` of the row lookups, the generic plan walked the user's tasks again.
+one statement (an import: 5,000 changes then share one number, which looks unselective to the planner)
+followed by 10 changes; the buffers the statement touches are counted by ``EXPLAIN (ANALYZE, BUFFERS)``.
+Seen before the fix: 330 (a hash join over the user's tasks) and 11 walks of the user's index range
+(generic); without the ``LIMIT 1`` of the row lookups, the generic plan walked the user's tasks again.
 """
 
 from __future__ import annotations

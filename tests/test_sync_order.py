@@ -91,26 +91,6 @@ def test_a_change_held_open_by_a_transaction_comes_after_it_commits(
     asyncio.run(_held_change_comes_after(api, tokens, user, database_url))
 
 
-def test_a_row_inserted_with_a_copied_stamp_still_comes(
-    client: httpx.Client, user: str, database_url: str
-) -> None:
-    """SQL run by hand (a restore, a copy) may insert a row with an old stamp: still a change."""
-    original = client.post("/tasks", json={"title": "original"}).json()
-    cursor = client.get("/sync").json()["cursor"]
-
-    async def copy() -> None:
-        async with connect(database_url) as connection:
-            await connection.execute(
-                "INSERT INTO tasks (id, user_id, title, created_at, updated_at, change_xid) "
-                "SELECT gen_random_uuid(), user_id, 'copy', now(), now(), change_xid "
-                "FROM tasks WHERE id = $1",
-                original["id"],
-            )
-
-    asyncio.run(copy())
-    assert [t["title"] for t in client.get("/sync", params={"cursor": cursor}).json()["tasks"]] == ["copy"]
-
-
 def test_the_changes_of_one_big_transaction_come_in_pages_each_once(
     client: httpx.Client, user: str, database_url: str
 ) -> None:
@@ -183,23 +163,6 @@ def test_a_change_after_a_rolled_back_savepoint_still_comes(
 
     asyncio.run(write())
     assert [t["title"] for t in sync(client, cursor=cursor)["tasks"]] == ["kept"]
-
-
-def test_a_number_left_on_the_connection_by_hand_is_not_taken(
-    client: httpx.Client, user: str, database_url: str
-) -> None:
-    """A session-wide value of the setting that remembers a transaction's number names no transaction
-    of the API's: every write still gets a number of its own."""
-    cursor = sync(client)["cursor"]
-
-    async def write() -> None:
-        async with connect(database_url) as connection:
-            await connection.execute(f"SET tasks.sync_mark = '1:1:{user}'")
-            await connection.execute(_INSERT, user, "after a stray SET")
-
-    asyncio.run(write())
-    body = sync(client, cursor=cursor)
-    assert [t["title"] for t in body["tasks"]] == ["after a stray SET"]
 
 
 @contextmanager

@@ -1,11 +1,10 @@
 """Change tracking for owned tables: what changed for a user since a cursor, deletions included.
 
-Generic over the tables (it knows no resource). The database side is migration 0009 (with 0011's index
-and 0016's cheaper numbering): each row carries the id of the transaction that last wrote it
-(``change_xid``), ``sync_txns`` gives that transaction its number in the owner's change counter (drawn
-under the owner's lock held to commit, so numbers follow commit order per user: a reader that saw
-number n can never be overtaken by a later commit below n), and ``deleted_<table>`` holds tombstones
-by number.
+Generic over the tables (it knows no resource). The database side is migration 0009 (tombstones, the
+counter) and 0017 (changed rows): every statement that writes a user's rows draws the next number of
+the owner's change counter (under the owner's lock held to commit, so numbers follow commit order per
+user: a reader that saw number n can never be overtaken by a later commit below n) and records it for
+each row it wrote in ``changed_<table>``; a deleted row leaves its tombstone in ``deleted_<table>``.
 
 A cursor is opaque to clients: base64url of a short text naming where the reader stands.
 
@@ -120,38 +119,32 @@ def snapshot_page(table: str, columns: tuple[str, ...]) -> Sql:
 def changes_page(tables: tuple[tuple[str, tuple[str, ...]], ...]) -> Sql:
     """The caller's clock (as ``CLOCK``) and ``(kind, id, number, version)`` of every row and tombstone
     of ``tables`` (name, read columns) changed after the cursor, in ``(number, kind, id)`` order: a row
-    through the number of the transaction that last wrote it, a tombstone through its own. ``version``
-    is the tombstone's (null for a row). Then, per table, its read columns of a changed row as it is now
-    (all null for a tombstone, another table's change, or a row deleted since). One statement, so one
-    snapshot and one round trip: the first two columns are the clock on every row, and a single row
-    with the next four null means no change.
+    through the number of the statement that last wrote it, a tombstone through its own. ``version`` is
+    the tombstone's (null for a row). Then, per table, its read columns of a changed row as it is now (all
+    null for a tombstone, or another table's change). One statement, so one snapshot and one round trip:
+    the first two columns are the clock on every row, and a single row with the next four null means no
+    change.
 
-    Each branch starts where the cursor stands, on its index: the cursor's own transaction is read
-    again only for a kind the cursor has not finished, and only from the id after the cursor's (a
-    cursor right after an import of 10,000 rows must not walk them again); each reads at most ``n``.
+    Each branch starts where the cursor stands, on its ``(user_id, seq, id)`` index: the cursor's own
+    number is read again only for a kind the cursor has not finished, and only from the id after the
+    cursor's (a cursor right after an import of 10,000 rows must not walk them again); each reads at
+    most ``n``.
     """
     seq, kind, after = "CAST(:seq AS bigint)", "CAST(:kind AS integer)", "CAST(:after AS uuid)"
     nil, top = f"'{_NIL}'::uuid", f"'{_MAX_ID}'::uuid"
+
+    def branch(kind_of: int, source: str, version: str) -> str:
+        start = f"CASE WHEN {kind} < {kind_of} THEN {nil} WHEN {kind} = {kind_of} THEN {after} ELSE {top} END"
+        return (
+            f"(SELECT {kind_of} AS kind, d.id, d.seq, {version} AS version FROM {source} d "  # noqa: S608
+            f"WHERE d.user_id = :owner AND (d.seq, d.id) > ({seq}, {start}) ORDER BY d.seq, d.id LIMIT :n)"
+        )
+
     parts, current = [], []
     for i, (table, columns) in enumerate(tables):
         rows, gone = 2 * i, 2 * i + 1
-        # The caller's transactions from the cursor's on, then each one's rows on the
-        # (user_id, change_xid, id) index. The LIMIT also keeps PostgreSQL from flattening the LATERAL
-        # subquery into a join: after one import, ``change_xid`` looks unselective, and the planner
-        # then hash-joined the caller's whole table (3-5 ms for 10 changes of 10,000 tasks).
-        parts.append(
-            f"(SELECT {rows} AS kind, r.id, m.seq, NULL::integer AS version FROM sync_txns m "  # noqa: S608
-            f"CROSS JOIN LATERAL (SELECT r.id FROM {table} r "
-            "WHERE r.user_id = m.user_id AND r.change_xid = m.xid "
-            f"AND r.id > CASE WHEN m.seq = {seq} AND {kind} = {rows} THEN {after} ELSE {nil} END "
-            "ORDER BY r.id LIMIT :n) r "
-            f"WHERE m.user_id = :owner AND m.seq >= {seq} + CASE WHEN {kind} <= {rows} THEN 0 ELSE 1 END)"
-        )
-        start = f"CASE WHEN {kind} < {gone} THEN {nil} WHEN {kind} = {gone} THEN {after} ELSE {top} END"
-        parts.append(
-            f"(SELECT {gone}, d.id, d.seq, d.version FROM deleted_{table} d "  # noqa: S608
-            f"WHERE d.user_id = :owner AND (d.seq, d.id) > ({seq}, {start}) ORDER BY d.seq, d.id LIMIT :n)"
-        )
+        parts += [branch(rows, f"changed_{table}", "NULL::integer")]
+        parts += [branch(gone, f"deleted_{table}", "d.version")]
         # The row itself, looked up by its id. ``id`` is unique, so ``LIMIT 1`` changes no answer: it
         # keeps the lookup a lookup. Without it, PostgreSQL's generic plan for the prepared statement
         # walked the caller's whole ``user_id`` range (4-5 ms for 10 changes of a 10,000-task user).
