@@ -27,11 +27,15 @@ from sqlalchemy import ColumnElement, String, bindparam, func, select
 from backend.sql import Sql
 
 
+def _lock(owner: Any = None) -> Any:
+    """``owner_locked(owner)`` (default: ``:owner``)."""
+    return func.owner_locked(bindparam("owner", type_=String()) if owner is None else owner)
+
+
 def owner_locked(owner: Any = None) -> ColumnElement[bool]:
     """A WHERE condition that takes ``owner``'s lock first and is always true (default: ``:owner``)."""
-    who = bindparam("owner", type_=String()) if owner is None else owner
-    return select(func.owner_locked(who)).scalar_subquery()
+    return select(_lock(owner)).scalar_subquery()
 
 
 # Takes the caller's lock (held to commit) before the statements that follow take their snapshots.
-LOCK_OWNER = Sql.of(select(func.owner_locked(bindparam("owner", type_=String()))))
+LOCK_OWNER = Sql.of(select(_lock()))

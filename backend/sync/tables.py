@@ -7,6 +7,8 @@ them through these objects (the statements are in ``backend.data.changes``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from advanced_alchemy.base import metadata_registry
 from sqlalchemy import (
     BigInteger,
@@ -44,35 +46,23 @@ sync_checkpoints = Table(
 )
 
 
-def _tombstones(table: str) -> Table:
+def _by_number(name: str, *extra: Column[Any]) -> Table:
+    """One row per (user, row id), with a change number, read in ``(user_id, seq, id)`` order."""
     return Table(
-        f"deleted_{table}",
+        name,
         metadata,
         Column("user_id", String(255), nullable=False),
         Column("id", Uuid, nullable=False),
-        Column("version", Integer, nullable=False),
+        *extra,
         Column("seq", BigInteger, nullable=False),
         PrimaryKeyConstraint("user_id", "id"),
-        Index(f"ix_deleted_{table}_user_id_seq", "user_id", "seq", "id"),
+        Index(f"ix_{name}_user_id_seq", "user_id", "seq", "id"),
     )
 
 
-deleted_lists = _tombstones("lists")
-deleted_tasks = _tombstones("tasks")
-
-
-def _changes(table: str) -> Table:
-    """Each row of ``table`` with the number of the statement that last wrote it."""
-    return Table(
-        f"changed_{table}",
-        metadata,
-        Column("user_id", String(255), nullable=False),
-        Column("id", Uuid, nullable=False),
-        Column("seq", BigInteger, nullable=False),
-        PrimaryKeyConstraint("user_id", "id"),
-        Index(f"ix_changed_{table}_user_id_seq", "user_id", "seq", "id"),
-    )
-
-
-changed_lists = _changes("lists")
-changed_tasks = _changes("tasks")
+# A deleted row's tombstone: the version it had, and the number of its deletion.
+deleted_lists = _by_number("deleted_lists", Column("version", Integer, nullable=False))
+deleted_tasks = _by_number("deleted_tasks", Column("version", Integer, nullable=False))
+# Each row of a tracked table with the number of the statement that last wrote it.
+changed_lists = _by_number("changed_lists")
+changed_tasks = _by_number("changed_tasks")
